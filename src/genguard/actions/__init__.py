@@ -1,0 +1,1 @@
+"""genguard.actions package."""

@@ -1,0 +1,269 @@
+"""Safe loading and validation of images.
+
+Everything that reaches a detector passes through :func:`load_image`, so the rules for
+hostile input live in one place: a size check *before* pixels are decoded (decompression
+bombs), specific errors for empty, truncated and non-image files, EXIF orientation applied,
+every mode (16-bit, CMYK, palette, alpha, greyscale) turned into 8-bit RGB, and animated
+images expanded into frames (up to a limit) so that the worst frame can decide.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from genguard.errors import ContentError
+
+#: Default refusal limit: 64 megapixels is larger than any generator output or camera photo
+#: a service normally receives, and small enough that decoding stays under ~200 MB of RAM.
+DEFAULT_MAX_PIXELS = 64_000_000
+#: Default number of frames examined in an animated image (evenly spaced over the animation).
+DEFAULT_MAX_FRAMES = 16
+#: Default largest file read into memory.
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+
+# We do our own pixel-limit check with a clear error; Pillow's own bomb check would fire at
+# 2x its limit with a generic message, so it is switched off here. Never decode truncated data.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+ImageSource = str | os.PathLike[str] | bytes | bytearray | BinaryIO | Image.Image | np.ndarray
+
+
+@dataclass(frozen=True)
+class LoadLimits:
+    """Limits applied while loading; the policy's ``[image]`` table can change them."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+
+@dataclass
+class LoadedImage:
+    """A decoded, validated image: one or more RGB frames plus what we learned loading it."""
+
+    frames: list[np.ndarray]
+    source_format: str | None = None
+    source_mode: str | None = None
+    sha256: str | None = None
+    name: str | None = None
+    n_frames_total: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """The first (or only) frame, HxWx3 uint8."""
+        return self.frames[0]
+
+    @property
+    def width(self) -> int:
+        return int(self.frames[0].shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames[0].shape[0])
+
+    @property
+    def is_animated(self) -> bool:
+        return len(self.frames) > 1
+
+
+def read_source_bytes(source: ImageSource, limits: LoadLimits) -> tuple[bytes, str | None]:
+    """Read raw bytes from a path, bytes or file object, with specific errors."""
+    if isinstance(source, bytes | bytearray):
+        return bytes(source), None
+    if isinstance(source, str | os.PathLike):
+        return _read_path(Path(source), limits), str(source)
+    if hasattr(source, "read"):
+        data = source.read(limits.max_bytes + 1)
+        if not isinstance(data, bytes | bytearray):
+            raise ContentError("file object must be opened in binary mode", code="wrong_type")
+        return _check_size(bytes(data), limits), getattr(source, "name", None)
+    raise ContentError(
+        f"cannot load an image from {type(source).__name__}: pass a path, bytes, a binary file, "
+        "a PIL image or a HxWx3 uint8 array",
+        code="wrong_type",
+    )
+
+
+def _read_path(path: Path, limits: LoadLimits) -> bytes:
+    try:
+        if path.is_dir():
+            raise ContentError(f"{path} is a directory, not an image", code="not_a_file")
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            raise ContentError(
+                f"file is {size} bytes, above the {limits.max_bytes}-byte limit", code="too_large"
+            )
+        return _check_size(path.read_bytes(), limits)
+    except ContentError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ContentError(f"symlink loop at {path}", code="symlink_loop") from exc
+        if exc.errno == errno.ENOENT:
+            raise ContentError(f"no such file: {path}", code="not_found") from exc
+        if exc.errno == errno.EACCES:
+            raise ContentError(f"permission denied: {path}", code="unreadable") from exc
+        raise ContentError(f"cannot read {path}: {exc.strerror or exc}", code="unreadable") from exc
+
+
+def _check_size(data: bytes, limits: LoadLimits) -> bytes:
+    if not data:
+        raise ContentError("empty file (0 bytes)", code="empty_file")
+    if len(data) > limits.max_bytes:
+        raise ContentError(f"data is above the {limits.max_bytes}-byte limit", code="too_large")
+    return data
+
+
+def load_image(source: ImageSource, limits: LoadLimits | None = None) -> LoadedImage:
+    """Decode ``source`` into validated RGB frames or raise :class:`ContentError`.
+
+    Error codes: ``empty_file``, ``not_an_image``, ``truncated``, ``too_many_pixels``,
+    ``too_large``, ``not_found``, ``unreadable``, ``symlink_loop``, ``not_a_file``,
+    ``wrong_type``, ``corrupt``.
+    """
+    limits = limits or LoadLimits()
+    if isinstance(source, np.ndarray):
+        return LoadedImage(frames=[_array_to_rgb(source, limits)], source_format="ndarray")
+    if isinstance(source, Image.Image):
+        _check_pixels(source.size, limits)
+        return LoadedImage(
+            frames=[_to_rgb(source)], source_format=source.format, source_mode=source.mode
+        )
+    data, name = read_source_bytes(source, limits)
+    loaded = decode_bytes(data, limits)
+    loaded.name = name
+    return loaded
+
+
+def decode_bytes(data: bytes, limits: LoadLimits | None = None) -> LoadedImage:
+    """Decode encoded image bytes (PNG, JPEG, WebP, GIF, TIFF, BMP...) into RGB frames."""
+    limits = limits or LoadLimits()
+    _check_size(data, limits)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(io.BytesIO(data))
+            _check_pixels(img.size, limits)
+            frames, total = _decode_frames(img, limits)
+    except ContentError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ContentError(
+            "not an image (unrecognised format); check the file is not mislabelled",
+            code="not_an_image",
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        text = str(exc)
+        code = "truncated" if "truncated" in text or isinstance(exc, EOFError) else "corrupt"
+        raise ContentError(f"cannot decode image: {text or type(exc).__name__}", code=code) from exc
+    return LoadedImage(
+        frames=frames,
+        source_format=img.format,
+        source_mode=img.mode,
+        sha256=digest,
+        n_frames_total=total,
+    )
+
+
+def _check_pixels(size: tuple[int, int], limits: LoadLimits) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ContentError(f"image has no pixels ({width}x{height})", code="corrupt")
+    if width * height > limits.max_pixels:
+        raise ContentError(
+            f"image is {width}x{height} = {width * height} pixels, above the limit of "
+            f"{limits.max_pixels} (raise image.max_pixels in the policy to accept it)",
+            code="too_many_pixels",
+        )
+
+
+def _decode_frames(img: Image.Image, limits: LoadLimits) -> tuple[list[np.ndarray], int]:
+    total = int(getattr(img, "n_frames", 1) or 1)
+    if total <= 1:
+        img.load()
+        return [_to_rgb(ImageOps.exif_transpose(img) or img)], 1
+    wanted = _frame_indices(total, limits.max_frames)
+    frames = []
+    for index in wanted:
+        img.seek(index)
+        img.load()
+        frames.append(_to_rgb(img))
+    return frames, total
+
+
+def _frame_indices(total: int, max_frames: int) -> list[int]:
+    """Evenly spaced frame indices, always including the first and the last."""
+    if total <= max_frames:
+        return list(range(total))
+    return sorted({round(i * (total - 1) / (max_frames - 1)) for i in range(max_frames)})
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited over white."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        grey = np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        grey = np.clip(arr * (255.0 if arr.max(initial=0) <= 1.0 else 1.0), 0, 255)
+        return np.ascontiguousarray(np.repeat(grey.astype(np.uint8)[:, :, None], 3, axis=2))
+    if (mode == "P" and "transparency" in img.info) or mode in ("LA", "PA", "RGBa", "La"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+def _array_to_rgb(arr: np.ndarray, limits: LoadLimits) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ContentError(
+            f"array must be HxW, HxWx3 or HxWx4, got shape {arr.shape}", code="wrong_type"
+        )
+    _check_pixels((arr.shape[1], arr.shape[0]), limits)
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.max(initial=0) <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.shape[2] == 4:
+        return _to_rgb(Image.fromarray(arr, "RGBA"))
+    return np.ascontiguousarray(arr)
+
+
+def save_like(
+    image: np.ndarray, destination: str | os.PathLike[str], source_format: str | None
+) -> None:
+    """Save an RGB array keeping the source's format when the destination does not say.
+
+    Why: censoring and blocking must keep size *and* format, so a pipeline that expects a
+    JPEG keeps getting a JPEG.
+    """
+    dest = Path(destination)
+    fmt = Image.registered_extensions().get(dest.suffix.lower()) or source_format or "PNG"
+    pil = Image.fromarray(image)
+    params: dict[str, object] = {}
+    if fmt == "JPEG":
+        params["quality"] = 92
+    if fmt == "GIF":
+        pil = pil.convert("P", palette=Image.Palette.ADAPTIVE)
+    pil.save(dest, format=fmt, **params)

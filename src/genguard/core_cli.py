@@ -1,0 +1,227 @@
+"""Core CLI commands: ``check``, ``scan``, ``censor``, ``policy show|list``, ``version``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import tomli_w
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from genguard import __version__
+from genguard.content import save_like
+from genguard.decision import Decision
+from genguard.errors import ConfigError
+from genguard.guard import DEFAULT_BACKENDS, Guard
+from genguard.policy import BUILTIN_PROFILES, load_policy
+from genguard.scan import ScanSummary, _truncate_torn_tail, read_done_paths, scan, walk
+
+console = Console()
+
+PolicyOption = Annotated[
+    str,
+    typer.Option(
+        "--policy", "-p", help="built-in profile (strict, standard, adult, off) or a .toml file"
+    ),
+]
+BackendOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--backend", "-b", help="detector backend (repeatable); default: nudenet + opennsfw"
+    ),
+]
+ThreadsOption = Annotated[
+    int | None, typer.Option("--threads", help="onnxruntime threads per model (default: all cores)")
+]
+
+ACTION_STYLE = {"allow": "green", "censor": "yellow", "review": "magenta", "block": "red"}
+
+
+def _guard(policy: str, backends: list[str] | None, threads: int | None = None) -> Guard:
+    return Guard.from_policy(policy, backends=backends or DEFAULT_BACKENDS, threads=threads)
+
+
+def check(
+    image: Annotated[Path, typer.Argument(help="image file to check")],
+    policy: PolicyOption = "standard",
+    backend: BackendOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the Decision as JSON")] = False,
+) -> None:
+    """Check one image and print the verdict with its reasons."""
+    decision = _guard(policy, backend).check_image(image)
+    if as_json:
+        print(decision.to_json())
+        return
+    print_decision(decision, str(image))
+
+
+def print_decision(decision: Decision, label: str) -> None:
+    """Human-readable verdict: action, reasons, scores, evidence."""
+    style = ACTION_STYLE.get(decision.action.value, "white")
+    verdict = f"[{style} bold]{decision.action.value.upper()}[/]"
+    console.print(f"[bold]{label}[/bold]: {verdict}  ({decision.policy_id})")
+    for reason in decision.reasons or ["no category reached a threshold"]:
+        console.print(f"  - {reason}", highlight=False)
+    scores = ", ".join(f"{k} {v:.2f}" for k, v in sorted(decision.categories.items()))
+    console.print(f"  scores: {scores}", highlight=False)
+    for region in decision.regions:
+        console.print(
+            f"  region {region.label} {region.score:.2f} at {list(region.box)}", highlight=False
+        )
+    for match in decision.matches:
+        console.print(
+            f"  match {match.category} {match.score:.2f}: {match.quote!r} ({match.source})",
+            highlight=False,
+        )
+    for note in decision.notes:
+        console.print(f"  note: {note}", highlight=False)
+
+
+def censor(
+    image: Annotated[Path, typer.Argument(help="image to censor")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write the safe image")],
+    policy: PolicyOption = "standard",
+    backend: BackendOption = None,
+) -> None:
+    """Write the publishable version of an image: unchanged, regions censored, or a placeholder."""
+    guard = _guard(policy, backend)
+    pixels, decision, loaded = guard.censor(image)
+    save_like(pixels, output, loaded.source_format)
+    print_decision(decision, str(image))
+    console.print(f"wrote {output} ({decision.action.value})")
+
+
+def scan_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="files and folders (scanned recursively)")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="JSONL output, one record per input")
+    ] = Path("genguard-scan.jsonl"),
+    policy: PolicyOption = "standard",
+    backend: BackendOption = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="skip paths already in --out and append")
+    ] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=256)] = 16,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="decoding threads")] = 2,
+    threads: ThreadsOption = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Scan files and folders; write one JSONL record per input, in input order."""
+    if not paths:
+        raise ConfigError("give at least one file or folder to scan")
+    guard = _guard(policy, backend, threads)
+    done = read_done_paths(out) if resume else set()
+    items = [item for item in walk(paths) if item.path not in done]
+    if resume:
+        _truncate_torn_tail(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a" if resume else "w", encoding="utf-8") as sink, _progress(progress) as bar:
+        task = bar.add_task("scanning", total=len(items))
+        summary = scan(
+            guard,
+            items,
+            sink,
+            batch_size=batch_size,
+            workers=workers,
+            on_record=lambda _record: bar.advance(task),
+        )
+    summary.skipped_resumed = len(done)
+    print_summary(summary, out)
+
+
+class ImagesPerSecondColumn(ProgressColumn):
+    """Throughput, the number an operator sizes hardware with."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-- img/s" if speed is None else f"{speed:.1f} img/s", style="cyan")
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        ImagesPerSecondColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
+
+
+def print_summary(summary: ScanSummary, out: Path) -> None:
+    table = Table(title=f"genguard scan: {summary.total} records -> {out}")
+    table.add_column("outcome")
+    table.add_column("count", justify="right")
+    for action in ("allow", "censor", "review", "block"):
+        table.add_row(f"[{ACTION_STYLE[action]}]{action}[/]", str(summary.actions.get(action, 0)))
+    for code, count in sorted(summary.errors.items()):
+        table.add_row(f"error: {code}", str(count))
+    if summary.skipped_resumed:
+        table.add_row("skipped (already in output)", str(summary.skipped_resumed))
+    table.caption = f"{summary.images_per_second:.1f} images/s over {summary.seconds:.1f} s"
+    console.print(table)
+
+
+policy_app = typer.Typer(help="Show and list policies.", no_args_is_help=True)
+
+
+@policy_app.command("show")
+def policy_show(
+    name: Annotated[str, typer.Argument(help="built-in profile or .toml path")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Print the effective policy (after 'extends'), its id, and the hard rules."""
+    policy = load_policy(name)
+    if as_json:
+        print(json.dumps({"policy_id": policy.policy_id, **policy.to_toml_dict()}, indent=2))
+        return
+    print(f"# policy_id = {policy.policy_id}")
+    for rule in policy.all_hard_rules():
+        print(f"# hard rule {rule.name}: {rule.description}")
+    print(tomli_w.dumps(_without_none(policy.to_toml_dict())))
+
+
+def _without_none(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+@policy_app.command("list")
+def policy_list() -> None:
+    """List the built-in profiles."""
+    for name in BUILTIN_PROFILES:
+        policy = load_policy(name)
+        print(f"{name:10} {policy.policy_id:24} {policy.description}")
+
+
+def version() -> None:
+    """Print genguard's version."""
+    print(__version__)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the core commands to the main app."""
+    app.command("check")(check)
+    app.command("scan")(scan_cmd)
+    app.command("censor")(censor)
+    app.command("version")(version)
+    app.add_typer(policy_app, name="policy")

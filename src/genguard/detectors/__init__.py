@@ -1,0 +1,1 @@
+"""genguard.detectors package."""

@@ -1,0 +1,140 @@
+"""NudeNet v3 (320n) body-part detector, run directly on its ONNX session.
+
+The ``nudenet`` package's wrapper reads one path at a time with OpenCV and post-processes
+each of the 2,100 candidate rows in a Python loop. Here frames arrive decoded (once, for
+every backend), are letterboxed and stacked into one batch, and post-processing is
+vectorised; the maths is the wrapper's, so scores and boxes match it (a test checks).
+
+Channel order: the wrapper converts OpenCV's BGR with ``COLOR_RGBA2BGR`` (a swap) and then
+``blobFromImage(swapRB=True)`` (a second swap), so the network is fed BGR. We feed the
+same order, because that is what its published behaviour was measured on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from genguard.decision import Region
+from genguard.detectors.base import DetectorOutput, LazySession, register_detector
+from genguard.errors import ModelUnavailableError
+
+LABELS = (
+    "FEMALE_GENITALIA_COVERED",
+    "FACE_FEMALE",
+    "BUTTOCKS_EXPOSED",
+    "FEMALE_BREAST_EXPOSED",
+    "FEMALE_GENITALIA_EXPOSED",
+    "MALE_BREAST_EXPOSED",
+    "ANUS_EXPOSED",
+    "FEET_EXPOSED",
+    "BELLY_COVERED",
+    "FEET_COVERED",
+    "ARMPITS_COVERED",
+    "ARMPITS_EXPOSED",
+    "FACE_MALE",
+    "BELLY_EXPOSED",
+    "MALE_GENITALIA_EXPOSED",
+    "ANUS_COVERED",
+    "FEMALE_BREAST_COVERED",
+    "BUTTOCKS_COVERED",
+)
+INPUT_SIZE = 320
+CANDIDATE_MIN_SCORE = 0.2  # the wrapper's pre-NMS cut
+NMS_SCORE = 0.25
+NMS_IOU = 0.45
+
+
+def model_path() -> str:
+    """Path of the 320n ONNX file that ships inside the ``nudenet`` package."""
+    spec = importlib.util.find_spec("nudenet")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            "NudeNet weights need the 'nudenet' package: pip install nudenet"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "320n.onnx"
+    if not path.is_file():
+        raise ModelUnavailableError(
+            f"NudeNet weights missing at {path}: pip install --force-reinstall nudenet"
+        )
+    return str(path)
+
+
+def letterbox(frame: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, int]:
+    """Pad to a square (bottom/right, black) and resize; returns CHW float32 and the side."""
+    height, width = frame.shape[:2]
+    side = max(height, width)
+    if side != height or side != width:
+        padded = np.zeros((side, side, 3), dtype=np.uint8)
+        padded[:height, :width] = frame
+    else:
+        padded = frame
+    resized = cv2.resize(padded[:, :, ::-1], (size, size), interpolation=cv2.INTER_LINEAR)
+    return resized.transpose(2, 0, 1).astype(np.float32) * (1.0 / 255.0), side
+
+
+def postprocess(
+    output: np.ndarray, width: int, height: int, side: int, size: int = INPUT_SIZE
+) -> list[tuple[str, float, tuple[int, int, int, int]]]:
+    """Vectorised version of the wrapper's per-row loop: filter, rescale, clip, NMS."""
+    rows = output.T  # (candidates, 4 + classes)
+    class_scores = rows[:, 4:]
+    best = class_scores.argmax(axis=1)
+    best_score = class_scores[np.arange(len(rows)), best]
+    keep = best_score >= CANDIDATE_MIN_SCORE
+    if not keep.any():
+        return []
+    rows, best, best_score = rows[keep], best[keep], best_score[keep]
+    scale = side / size
+    cx, cy, w, h = (rows[:, i] * scale for i in range(4))
+    x = np.clip(cx - w / 2, 0, width)
+    y = np.clip(cy - h / 2, 0, height)
+    w = np.minimum(w, width - x)
+    h = np.minimum(h, height - y)
+    boxes = np.stack([x, y, w, h], axis=1)
+    indices = cv2.dnn.NMSBoxes(boxes.tolist(), best_score.tolist(), NMS_SCORE, NMS_IOU)
+    return [
+        (LABELS[int(best[i])], float(best_score[i]), tuple(int(v) for v in boxes[i]))
+        for i in np.asarray(indices, dtype=int).reshape(-1)
+    ]
+
+
+@register_detector("nudenet")
+class NudeNetDetector:
+    """Boxes with body-part labels (exposed/covered) and faces."""
+
+    name = "nudenet"
+
+    def __init__(self, path: str | None = None, *, threads: int | None = None) -> None:
+        self._session = LazySession(path or model_path(), threads)
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[DetectorOutput]:
+        if not frames:
+            return []
+        session = self._session.get()
+        prepared = [letterbox(frame) for frame in frames]
+        batch = np.stack([blob for blob, _ in prepared])
+        (output,) = session.run(None, {session.get_inputs()[0].name: batch})
+        results = []
+        for index, frame in enumerate(frames):
+            height, width = frame.shape[:2]
+            detections = postprocess(output[index], width, height, prepared[index][1])
+            results.append(self._to_output(detections))
+        return results
+
+    def _to_output(self, detections: list) -> DetectorOutput:
+        from genguard.taxonomy import NUDENET_LABELS
+
+        regions = []
+        raw: dict[str, float] = {}
+        for label, score, box in detections:
+            category = NUDENET_LABELS[label][0]
+            regions.append(
+                Region(box=box, label=label, category=category, score=score, backend=self.name)
+            )
+            raw[label] = max(raw.get(label, 0.0), score)
+        return DetectorOutput(backend=self.name, raw=raw, regions=regions)

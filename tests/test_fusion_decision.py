@@ -1,0 +1,103 @@
+"""Fusion maths and the Decision's versioned JSON form."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from genguard.decision import SCHEMA, Action, Decision, Match, Region
+from genguard.detectors.base import DetectorOutput
+from genguard.fusion import NUDENET_CURVE, Fusion, apply_implications, calibrate, noisy_or
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def nudenet_output(label: str, score: float) -> DetectorOutput:
+    region = Region((0, 0, 10, 10), label, "?", score, "nudenet")
+    return DetectorOutput("nudenet", raw={label: score}, regions=[region])
+
+
+def test_calibration_is_monotone_and_anchored() -> None:
+    values = [calibrate(x / 100, NUDENET_CURVE) for x in range(101)]
+    assert values == sorted(values)
+    assert calibrate(0.2, NUDENET_CURVE) == pytest.approx(0.1)
+    assert calibrate(1.0, NUDENET_CURVE) == 1.0
+
+
+def test_noisy_or() -> None:
+    assert noisy_or() == 0.0
+    assert noisy_or(0.5, 0.5) == pytest.approx(0.75)
+    assert noisy_or(1.2, -3) == 1.0  # clamped
+
+
+def test_label_weights_and_implication_chain() -> None:
+    fusion = Fusion()
+    explicit = fusion.fuse([nudenet_output("MALE_GENITALIA_EXPOSED", 0.8)])
+    assert explicit["sexual_explicit"] == pytest.approx(0.92)
+    assert explicit["nudity"] >= explicit["sexual_explicit"]
+    assert explicit["suggestive"] >= explicit["nudity"]
+    belly = fusion.fuse([nudenet_output("BELLY_EXPOSED", 0.8)])
+    assert belly["suggestive"] == pytest.approx(0.92 * 0.4)
+    assert belly["nudity"] == 0.0
+    face = fusion.fuse([nudenet_output("FACE_FEMALE", 0.6)])
+    assert face["face"] == pytest.approx(0.75) and face["nudity"] == 0.0
+
+
+def test_agreement_between_backends_raises_the_score() -> None:
+    fusion = Fusion()
+    nn = nudenet_output("FEMALE_BREAST_EXPOSED", 0.5)
+    nsfw = DetectorOutput("opennsfw", raw={"nsfw": 0.7})
+    alone = fusion.fuse([nn])["nudity"]
+    together = fusion.fuse([nn, nsfw])["nudity"]
+    nsfw_alone = fusion.fuse([nsfw])
+    assert together > max(alone, nsfw_alone["nudity"])
+    # OpenNSFW cannot tell explicit from nude: half weight on sexual_explicit.
+    assert nsfw_alone["sexual_explicit"] == pytest.approx(nsfw_alone["nudity"] / 2)
+
+
+def test_direct_category_backends_pass_through() -> None:
+    scores = Fusion().fuse([DetectorOutput("hashbank", raw={"hash_match": 1.0})])
+    assert scores["hash_match"] == 1.0
+
+
+def test_vocabulary_always_complete() -> None:
+    assert set(apply_implications({})) == {"sexual_explicit", "nudity", "suggestive", "face"}
+
+
+def make_decision() -> Decision:
+    return Decision(
+        action=Action.CENSOR,
+        categories={"nudity": 0.912345, "face": 0.5},
+        policy_id="standard@abc",
+        regions=[Region((1, 2, 3, 4), "FEMALE_BREAST_EXPOSED", "nudity", 0.9, "nudenet")],
+        matches=[Match("sexual", "nude", 0, 4, "n.u.d.e", 0.9, "lexicon")],
+        reasons=["nudity 0.91 >= 0.60 in policy standard -> censor"],
+        timings_ms={"detect": 12.3456},
+    )
+
+
+def test_decision_round_trip() -> None:
+    decision = make_decision()
+    data = json.loads(decision.to_json())
+    assert data["schema"] == SCHEMA and data["categories"]["nudity"] == 0.9123
+    again = Decision.from_dict(data)
+    assert again.action is Action.CENSOR and again.regions[0].box == (1, 2, 3, 4)
+    assert again.matches[0].quote == "n.u.d.e"
+    with pytest.raises(ValueError, match="unsupported decision schema"):
+        Decision.from_dict({**data, "schema": "genguard.decision/0"})
+
+
+def test_json_schema_document_matches_the_code() -> None:
+    schema = json.loads((DOCS / "decision.schema.json").read_text())
+    assert schema["properties"]["schema"]["const"] == SCHEMA
+    data = make_decision().to_dict()
+    assert set(schema["required"]) == set(data)
+    assert set(schema["properties"]) == set(data)
+    assert set(schema["properties"]["action"]["enum"]) == {a.value for a in Action}
+
+
+def test_action_ordering() -> None:
+    assert Action.worst(Action.CENSOR, Action.REVIEW, Action.ALLOW) is Action.REVIEW
+    assert Action.worst() is Action.ALLOW
