@@ -177,3 +177,17 @@ def test_save_like_keeps_format_and_size(tmp_path: Path) -> None:
     assert saved.format == "JPEG" and saved.size == (47, 33)
     save_like(rgb, tmp_path / "out.unknown", "WEBP")
     assert Image.open(tmp_path / "out.unknown").format == "WEBP"
+
+
+def test_analysis_load_shrinks_and_remembers_full_size(photos: dict[str, Path]) -> None:
+    big = Image.open(photos["rocket"]).resize((1600, 1200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    big.save(buffer, format="JPEG", exif=exif)
+    loaded = decode_bytes(buffer.getvalue(), LoadLimits(analysis_side=400))
+    assert max(loaded.width, loaded.height) == 400
+    assert loaded.full_size == (1200, 1600) and loaded.is_reduced  # upright: rotated
+    assert loaded.height > loaded.width
+    full = decode_bytes(buffer.getvalue())
+    assert (full.width, full.height) == (1200, 1600) and not full.is_reduced

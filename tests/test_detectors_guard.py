@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -123,8 +124,6 @@ def test_censor_without_regions_falls_back_to_block() -> None:
 
 def test_worst_frame_of_an_animation_decides() -> None:
     frames = [Image.fromarray(solid(level)) for level in (10, 50, 100)]
-    import io
-
     buffer = io.BytesIO()
     frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=50)
     guard, detector = fake_guard(regions_by_level={100: [nudity_region()]})
@@ -160,3 +159,21 @@ def test_batch_size_bounds_model_calls() -> None:
     guard.batch_size = 4
     guard.check_loaded([load_image(solid(10)) for _ in range(10)])
     assert detector.calls == [4, 4, 2]
+
+
+def test_regions_from_shrunk_frames_map_to_full_resolution() -> None:
+    rng = np.random.default_rng(2)
+    big = rng.integers(101, 109, size=(1000, 1600, 3), dtype=np.uint8)  # analysed at 640x400
+    encoded = io.BytesIO()
+    Image.fromarray(big).save(encoded, format="PNG")
+    guard, _ = fake_guard(regions_by_level={100: [nudity_region(box=(64, 40, 128, 80))]})
+    decision = guard.check_image(encoded.getvalue())
+    assert decision.regions[0].box == (160, 100, 320, 200)
+    with pytest.raises(ValueError, match="full-resolution"):
+        guard.apply(guard.load(encoded.getvalue()), decision)
+    out = guard.apply(guard.load_full(encoded.getvalue()), decision)
+    changed = np.argwhere((out != big).any(axis=2))
+    assert out.shape == big.shape
+    # Box grown by 10%: x 128..512, y 80..320 in full-resolution pixels.
+    assert changed[:, 1].min() >= 128 and changed[:, 1].max() < 512
+    assert changed[:, 0].min() >= 80 and changed[:, 0].max() < 320

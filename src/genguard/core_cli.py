@@ -45,7 +45,8 @@ BackendOption = Annotated[
     ),
 ]
 ThreadsOption = Annotated[
-    int | None, typer.Option("--threads", help="onnxruntime threads per model (default: all cores)")
+    int | None,
+    typer.Option("--threads", help="onnxruntime threads per model (default: cores / models)"),
 ]
 
 ACTION_STYLE = {"allow": "green", "censor": "yellow", "review": "magenta", "block": "red"}
@@ -115,7 +116,7 @@ def scan_cmd(
     resume: Annotated[
         bool, typer.Option("--resume", help="skip paths already in --out and append")
     ] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=256)] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=256)] = 8,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="decoding threads")] = 2,
     threads: ThreadsOption = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
