@@ -129,7 +129,8 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"scan: {args.images} benign JPEGs, longest side ~{args.size}px, both models")
+    title = f"scan: {args.images} benign JPEGs, longest side ~{args.size}px, both models"
+    table = Table(title=title)
     for column in ("runner", "images/s", "seconds", "peak RSS MB", "flagged"):
         table.add_column(column, justify="right")
     for side, result in results.items():
