@@ -28,12 +28,22 @@ err_console = Console(stderr=True)
 def _register_subsystems() -> None:
     from genguard import core_cli
     from genguard.audit import cli as audit_cli
+    from genguard.evaluation import cli as evaluation_cli
     from genguard.merge import cli as merge_cli
     from genguard.provenance import cli as provenance_cli
     from genguard.server import cli as server_cli
     from genguard.text import cli as text_cli
 
-    for module in (core_cli, text_cli, provenance_cli, merge_cli, audit_cli, server_cli):
+    subsystems = (
+        core_cli,
+        text_cli,
+        provenance_cli,
+        merge_cli,
+        audit_cli,
+        server_cli,
+        evaluation_cli,
+    )
+    for module in subsystems:
         module.register(app)
 
 

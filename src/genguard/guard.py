@@ -138,7 +138,7 @@ class Guard:
             (i, f, frame) for i, img in enumerate(images) for f, frame in enumerate(img.frames)
         ]
         started = time.perf_counter()
-        outputs = self._detect_frames([frame for _, _, frame in frames])
+        outputs = self.detect_frames([frame for _, _, frame in frames])
         detect_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
         per_image: list[list[tuple[int, list[DetectorOutput]]]] = [[] for _ in images]
         for (image_index, frame_index, _), frame_outputs in zip(frames, outputs, strict=True):
@@ -151,7 +151,8 @@ class Guard:
             decisions.append(decision)
         return decisions
 
-    def _detect_frames(self, frames: list[np.ndarray]) -> list[list[DetectorOutput]]:
+    def detect_frames(self, frames: list[np.ndarray]) -> list[list[DetectorOutput]]:
+        """Every detector's output for every frame, batched (``batch_size`` frames a call)."""
         results: list[list[DetectorOutput]] = [[] for _ in frames]
         for start in range(0, len(frames), self.batch_size):
             chunk = frames[start : start + self.batch_size]
@@ -182,6 +183,7 @@ class Guard:
                 for region in output.regions:
                     region.frame = frame_index
                     regions.append(_to_full_resolution(region, image))
+        scores = self.policy.image.calibrated(scores)
         verdict = evaluate(self.policy, "image", scores, context)
         action, reasons = self._censor_feasibility(image, verdict, regions)
         decision = Decision(

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from genguard import taxonomy
@@ -50,11 +51,42 @@ class ImagePolicy(_Strict):
     region_min_score: float = Field(default=0.3, ge=0.0, le=1.0)
     max_pixels: int = Field(default=64_000_000, gt=0)
     max_frames: int = Field(default=16, ge=1, le=1000)
+    #: Per-category calibration maps written by ``genguard calibrate``: (score, probability)
+    #: anchors, interpolated linearly, applied to fused scores before thresholds.
+    calibration: dict[str, list[tuple[float, float]]] = Field(default_factory=dict)
 
     @field_validator("categories")
     @classmethod
     def _known_categories(cls, value: dict[str, CategoryRule]) -> dict[str, CategoryRule]:
         return _check_categories(value, "image")
+
+    @field_validator("calibration")
+    @classmethod
+    def _monotone_curves(
+        cls, value: dict[str, list[tuple[float, float]]]
+    ) -> dict[str, list[tuple[float, float]]]:
+        for name, curve in value.items():
+            xs = [x for x, _ in curve]
+            ys = [y for _, y in curve]
+            if len(curve) < 2 or xs != sorted(set(xs)) or ys != sorted(ys):
+                raise ValueError(
+                    f"calibration curve {name!r} needs >= 2 points with strictly increasing "
+                    "scores and non-decreasing probabilities"
+                )
+            if min(xs + ys) < 0 or max(xs + ys) > 1:
+                raise ValueError(f"calibration curve {name!r} must stay within [0, 1]")
+        return _check_categories(value, "image")
+
+    def calibrated(self, scores: dict[str, float]) -> dict[str, float]:
+        """Apply the calibration maps (identity for categories without one)."""
+        if not self.calibration:
+            return scores
+        result = dict(scores)
+        for name, curve in self.calibration.items():
+            if name in result:
+                xs, ys = zip(*curve, strict=True)
+                result[name] = float(np.interp(result[name], xs, ys))
+        return result
 
 
 class PromptPolicy(_Strict):
@@ -89,6 +121,8 @@ class Policy(_Strict):
     image: ImagePolicy = Field(default_factory=ImagePolicy)
     prompt: PromptPolicy = Field(default_factory=PromptPolicy)
     hard_rules: list[HardRule] = Field(default_factory=list)
+    #: What a fitted policy was fitted on (data set hash, target, metrics): provenance only.
+    fit: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def policy_id(self) -> str:
@@ -129,7 +163,7 @@ HARD_RULES: tuple[HardRule, ...] = (
 )
 
 
-def _check_categories(value: dict[str, CategoryRule], modality: taxonomy.Modality) -> dict:
+def _check_categories(value: dict[str, Any], modality: taxonomy.Modality) -> dict:
     unknown = [name for name in value if not taxonomy.is_known(name, modality)]
     if unknown:
         known = ", ".join(c.name for c in taxonomy.categories(modality))

@@ -59,6 +59,40 @@ def available_detectors() -> list[str]:
     return sorted(_REGISTRY)
 
 
+@dataclass(frozen=True)
+class BackendInfo:
+    """What ``genguard backends list`` shows for one backend."""
+
+    name: str
+    categories: tuple[str, ...]
+    weights: str
+    available: bool
+    description: str
+
+
+def describe_backends() -> list[BackendInfo]:
+    """Every registered backend, what it detects, and whether its weights are present."""
+    _load_builtin_backends()
+    infos = []
+    for name, factory in sorted(_REGISTRY.items()):
+        locate = getattr(factory, "weights", None)
+        try:
+            weights, available = (str(locate()), True) if locate else ("(none needed)", True)
+        except Exception as exc:  # ModelUnavailableError says how to get them
+            weights, available = str(exc), False
+        doc = (factory.__doc__ or "").strip().splitlines()
+        infos.append(
+            BackendInfo(
+                name=name,
+                categories=tuple(getattr(factory, "categories", ())),
+                weights=weights,
+                available=available,
+                description=doc[0] if doc else "",
+            )
+        )
+    return infos
+
+
 def create_detector(spec: str, *, threads: int | None = None) -> ImageDetector:
     """Build a detector from ``name`` or ``name:argument`` (e.g. a model id for hub backends)."""
     _load_builtin_backends()

@@ -109,6 +109,9 @@ class NudeNetDetector:
 
     name = "nudenet"
 
+    categories = ("sexual_explicit", "nudity", "suggestive", "face")
+    weights = staticmethod(model_path)
+
     def __init__(self, path: str | None = None, *, threads: int | None = None) -> None:
         self._session = LazySession(path or model_path(), threads)
 

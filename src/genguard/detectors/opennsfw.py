@@ -55,6 +55,9 @@ class OpenNSFWDetector:
 
     name = "opennsfw"
 
+    categories = ("sexual_explicit", "nudity", "suggestive")
+    weights = staticmethod(model_path)
+
     def __init__(self, path: str | None = None, *, threads: int | None = None) -> None:
         self._session = LazySession(path or model_path(), threads)
 
