@@ -65,10 +65,12 @@ class FakeDetector:
         for frame in frames:
             level = int(frame.mean()) // 10 * 10
             regions = [
-                Region(box=r.box, label=r.label, category=r.category, score=r.score, backend="fake")
+                Region(
+                    box=r.box, label=r.label, category=r.category, score=r.score, backend=self.name
+                )
                 for r in self.regions_by_level.get(level, [])
             ]
-            outputs.append(DetectorOutput(backend="fake", regions=regions))
+            outputs.append(DetectorOutput(backend=self.name, regions=regions))
         return outputs
 
 

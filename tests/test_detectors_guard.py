@@ -177,3 +177,25 @@ def test_regions_from_shrunk_frames_map_to_full_resolution() -> None:
     # Box grown by 10%: x 128..512, y 80..320 in full-resolution pixels.
     assert changed[:, 1].min() >= 128 and changed[:, 1].max() < 512
     assert changed[:, 0].min() >= 80 and changed[:, 0].max() < 320
+
+
+def test_cascade_skips_later_stages_on_settled_frames() -> None:
+    from genguard.policy import parse_policy
+
+    cheap = FakeDetector(regions_by_level={100: [nudity_region(score=0.5)]})
+    cheap.name = "cheap"
+    costly = FakeDetector(regions_by_level={100: [nudity_region(score=0.95)]})
+    costly.name = "costly"
+    policy = parse_policy(
+        'extends = "standard"\nname = "cascaded"\n'
+        '[image.cascade]\nstages = [["cheap"]]\nsafe_below = 0.05\n'
+    )
+    guard = Guard(policy, [cheap, costly])
+    images = [load_image(solid(level)) for level in (10, 100, 20, 30)]
+    decisions = guard.check_loaded(images)
+    assert cheap.calls == [4] and costly.calls == [1]  # only the uncertain frame went on
+    assert decisions[0].backends == ["cheap"] and "cascade: costly skipped" in decisions[0].notes[0]
+    assert decisions[1].backends == ["cheap", "costly"]
+    assert decisions[1].action is Action.CENSOR  # both stages' evidence fused
+    with pytest.raises(ConfigError, match="unknown backends"):
+        Guard(parse_policy('name = "x"\n[image.cascade]\nstages = [["nope"]]\n'), [cheap])

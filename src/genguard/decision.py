@@ -92,6 +92,7 @@ class Decision:
     sha256: str | None = None
     notes: list[str] = field(default_factory=list)
     frames: int = 1
+    backends: list[str] = field(default_factory=list)
 
     @property
     def allowed(self) -> bool:
@@ -113,6 +114,7 @@ class Decision:
             "sha256": self.sha256,
             "notes": list(self.notes),
             "frames": self.frames,
+            "backends": list(self.backends),
         }
 
     def to_json(self) -> str:
@@ -136,4 +138,5 @@ class Decision:
             sha256=data.get("sha256"),
             notes=list(data.get("notes", [])),
             frames=int(data.get("frames", 1)),
+            backends=list(data.get("backends", [])),
         )

@@ -19,8 +19,13 @@ import numpy as np
 from genguard.actions.censor import censor_regions, placeholder
 from genguard.content import ImageSource, LoadedImage, LoadLimits, load_image
 from genguard.decision import Action, Decision, Region
-from genguard.detectors.base import DetectorOutput, ImageDetector, create_detector
-from genguard.errors import ContentError
+from genguard.detectors.base import (
+    DetectorOutput,
+    ImageDetector,
+    available_detectors,
+    create_detector,
+)
+from genguard.errors import ConfigError, ContentError
 from genguard.fusion import Fusion
 from genguard.policy import Policy, Verdict, evaluate, load_policy
 from genguard.taxonomy import IMPLIES
@@ -67,6 +72,29 @@ class Guard:
         # Models run side by side: onnxruntime releases the GIL, and two small models on
         # one thread each use two cores better than each model on two threads in turn.
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.detectors)))
+        self.stages = self._build_stages()
+        self._acting = policy.image.acting_categories()
+
+    def _build_stages(self) -> list[list[ImageDetector]]:
+        """Group detectors into cascade stages (one stage when the policy sets none)."""
+        cascade = self.policy.image.cascade
+        if not cascade.stages:
+            return [self.detectors]
+        known = set(available_detectors())
+        by_name = {detector.name: detector for detector in self.detectors}
+        stages: list[list[ImageDetector]] = []
+        for stage in cascade.stages:
+            unknown = [name for name in stage if name not in known and name not in by_name]
+            if unknown:
+                raise ConfigError(f"cascade stage names unknown backends {unknown}")
+            present = [by_name[name] for name in stage if name in by_name]
+            if present:
+                stages.append(present)
+        staged = {d.name for stage in stages for d in stage}
+        rest = [d for d in self.detectors if d.name not in staged]
+        if rest:
+            stages.append(rest)
+        return stages or [self.detectors]
 
     @classmethod
     def from_policy(
@@ -152,19 +180,36 @@ class Guard:
         return decisions
 
     def detect_frames(self, frames: list[np.ndarray]) -> list[list[DetectorOutput]]:
-        """Every detector's output for every frame, batched (``batch_size`` frames a call)."""
+        """Detector outputs for every frame, batched (``batch_size`` frames a call).
+
+        With a cascade, later stages see only the frames earlier stages left unsettled.
+        """
         results: list[list[DetectorOutput]] = [[] for _ in frames]
         for start in range(0, len(frames), self.batch_size):
-            chunk = frames[start : start + self.batch_size]
-            if len(self.detectors) == 1:
-                per_detector = [self.detectors[0].detect(chunk)]
-            else:
-                futures = [self._pool.submit(d.detect, chunk) for d in self.detectors]
-                per_detector = [future.result() for future in futures]
-            for outputs in per_detector:
-                for offset, output in enumerate(outputs):
-                    results[start + offset].append(output)
+            pending = list(range(start, min(start + self.batch_size, len(frames))))
+            for number, stage in enumerate(self.stages):
+                for outputs in self._run_stage(stage, [frames[i] for i in pending]):
+                    for index, output in zip(pending, outputs, strict=True):
+                        results[index].append(output)
+                if number < len(self.stages) - 1:
+                    pending = [i for i in pending if not self._settled(results[i])]
+                if not pending:
+                    break
         return results
+
+    def _run_stage(
+        self, stage: list[ImageDetector], chunk: list[np.ndarray]
+    ) -> list[list[DetectorOutput]]:
+        if len(stage) == 1:
+            return [stage[0].detect(chunk)]
+        futures = [self._pool.submit(detector.detect, chunk) for detector in stage]
+        return [future.result() for future in futures]
+
+    def _settled(self, outputs: list[DetectorOutput]) -> bool:
+        """True when no acting category could reach a threshold: later stages are skipped."""
+        scores = self.policy.image.calibrated(self.fusion.fuse(outputs))
+        floor = self.policy.image.cascade.safe_below
+        return all(scores.get(name, 0.0) < floor for name in self._acting)
 
     def _decide(
         self,
@@ -175,6 +220,7 @@ class Guard:
         started = time.perf_counter()
         scores: dict[str, float] = {}
         regions: list[Region] = []
+        backends = sorted({o.backend for _, outputs in frame_outputs for o in outputs})
         for frame_index, outputs in frame_outputs:
             # The worst frame decides: each category takes its maximum over frames.
             for category, value in self.fusion.fuse(outputs).items():
@@ -195,11 +241,21 @@ class Guard:
             reasons=reasons,
             hard_rule=verdict.hard_rule,
             sha256=image.sha256,
-            notes=list(image.notes),
+            notes=list(image.notes) + self._cascade_notes(backends),
             frames=len(image.frames),
+            backends=backends,
         )
         decision.timings_ms["policy"] = (time.perf_counter() - started) * 1000
         return decision
+
+    def _cascade_notes(self, ran: list[str]) -> list[str]:
+        skipped = sorted({d.name for d in self.detectors} - set(ran))
+        if not skipped or len(self.stages) < 2:
+            return []
+        floor = self.policy.image.cascade.safe_below
+        return [
+            f"cascade: {', '.join(skipped)} skipped (every score < {floor} after {', '.join(ran)})"
+        ]
 
     def _censor_feasibility(
         self, image: LoadedImage, verdict: Verdict, regions: list[Region]

@@ -41,8 +41,21 @@ class CategoryRule(_Strict):
     action: Action
 
 
+class CascadePolicy(_Strict):
+    """Cheap backends first; later stages only for frames the earlier ones leave uncertain.
+
+    After each stage, a frame whose fused scores are all below ``safe_below`` (for every
+    category the policy acts on) is settled and skips the remaining stages. Backends in no
+    stage run in the last one. Empty ``stages``: every backend on every frame.
+    """
+
+    stages: list[list[str]] = Field(default_factory=list)
+    safe_below: float = Field(default=0.05, ge=0.0, le=1.0)
+
+
 class ImagePolicy(_Strict):
     categories: dict[str, CategoryRule] = Field(default_factory=dict)
+    cascade: CascadePolicy = Field(default_factory=CascadePolicy)
     censor_style: Literal["pixelate", "blur", "box"] = "pixelate"
     #: What a ``censor`` verdict becomes when there is no region to censor (a global score
     #: such as OpenNSFW's fired): the conservative default is ``block``.
@@ -76,6 +89,11 @@ class ImagePolicy(_Strict):
             if min(xs + ys) < 0 or max(xs + ys) > 1:
                 raise ValueError(f"calibration curve {name!r} must stay within [0, 1]")
         return _check_categories(value, "image")
+
+    def acting_categories(self) -> set[str]:
+        """Categories whose score can change a verdict (rules that act, and hard rules)."""
+        acting = {n for n, r in self.categories.items() if r.action is not Action.ALLOW}
+        return acting | {name for rule in HARD_RULES for group in rule.all_of for name in group}
 
     def calibrated(self, scores: dict[str, float]) -> dict[str, float]:
         """Apply the calibration maps (identity for categories without one)."""

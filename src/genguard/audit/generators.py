@@ -1,0 +1,240 @@
+"""Image generators for audits, behind a small registry.
+
+``diffusers`` loads a real model (a diffusers folder, or a single-file SD 1.x/2.x/SDXL
+``.safetensors`` via ``from_single_file``) and generates on CPU or GPU with a seeded CPU
+``torch.Generator``, so a (prompt, seed, settings) triple gives the same image on any
+device. ``fake`` draws deterministic abstract pictures without any model: it exists for
+dry runs of the audit pipeline (report layout, caching) and for fast tests.
+
+The pipeline's own safety checker is disabled on purpose: the audit measures what the
+*model* produces, and the genguard Guard is the classifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from genguard.errors import ConfigError, MissingExtraError, ModelUnavailableError
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Everything besides model, prompt and seed that changes the image (cache key)."""
+
+    steps: int = 25
+    guidance: float = 7.5
+    width: int = 512
+    height: int = 512
+    negative_prompt: str = ""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.width < 8 or self.height < 8:
+            raise ConfigError("generation settings: steps >= 1 and width/height >= 8 needed")
+        if self.width % 8 or self.height % 8:
+            raise ConfigError("generation settings: width and height must be multiples of 8")
+
+    def key(self) -> str:
+        """A stable string for the results cache."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+class ImageGenerator(Protocol):
+    """Turns (prompt, seed, settings) into an image, deterministically."""
+
+    def generate(self, prompt: str, seed: int, settings: GenerationSettings) -> Image.Image:
+        """One image; the same arguments must give the same image."""
+        ...
+
+    def close(self) -> None:
+        """Free the model (audits load one model at a time)."""
+        ...
+
+
+GeneratorFactory = Callable[[str, dict[str, Any]], ImageGenerator]
+GENERATORS: dict[str, GeneratorFactory] = {}
+
+
+def register_generator(name: str) -> Callable[[GeneratorFactory], GeneratorFactory]:
+    """Decorator adding a generator factory ``(model_ref, options) -> generator``."""
+
+    def decorator(factory: GeneratorFactory) -> GeneratorFactory:
+        GENERATORS[name] = factory
+        return factory
+
+    return decorator
+
+
+def create_generator(
+    name: str, model: str, options: dict[str, Any] | None = None
+) -> ImageGenerator:
+    """Instantiate a registered generator for one model."""
+    try:
+        factory = GENERATORS[name]
+    except KeyError:
+        known = ", ".join(sorted(GENERATORS))
+        raise ConfigError(f"unknown generator {name!r} (known: {known})") from None
+    return factory(model, dict(options or {}))
+
+
+class FakeGenerator:
+    """Deterministic abstract images (soft gradients and discs), no model needed."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def generate(self, prompt: str, seed: int, settings: GenerationSettings) -> Image.Image:
+        """A picture determined by a hash of (model, prompt, seed, settings)."""
+        digest = hashlib.sha256(f"{self.model}|{prompt}|{seed}|{settings.key()}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        h, w = settings.height, settings.width
+        y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+        colours = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+        t = (x / max(w - 1, 1))[..., None]
+        img = colours[0] * (1 - t) + colours[1] * t
+        for _ in range(3):
+            cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(4, max(h, w) / 3)
+            disc = (y - cy) ** 2 + (x - cx) ** 2 < r * r
+            img[disc] = rng.uniform(0, 255, size=3)
+        return Image.fromarray(img.clip(0, 255).astype(np.uint8))
+
+    def close(self) -> None:
+        """Nothing to free."""
+
+
+@register_generator("fake")
+def _fake_factory(model: str, options: dict[str, Any]) -> ImageGenerator:
+    return FakeGenerator(model)
+
+
+class DiffusersGenerator:
+    """A diffusers text-to-image pipeline for one checkpoint or folder."""
+
+    def __init__(
+        self,
+        model: str,
+        device: str = "cpu",
+        dtype: str = "auto",
+        config: str | None = None,
+    ) -> None:
+        try:
+            import diffusers
+            import torch
+        except ImportError as exc:
+            raise MissingExtraError(exc.name or "diffusers", "audit", "Auditing a model") from None
+        self._torch = torch
+        self.device = device
+        torch_dtype = _torch_dtype(torch, dtype, device)
+        path = Path(model).expanduser()
+        self.pipe = _load_pipeline(diffusers, path, torch_dtype, config)
+        self.pipe.to(device)
+        self.pipe.set_progress_bar_config(disable=True)
+
+    def generate(self, prompt: str, seed: int, settings: GenerationSettings) -> Image.Image:
+        """Generate one image with a CPU generator seeded by ``seed``."""
+        generator = self._torch.Generator(device="cpu").manual_seed(int(seed))
+        with self._torch.inference_mode():
+            result = self.pipe(
+                prompt=prompt,
+                negative_prompt=settings.negative_prompt or None,
+                num_inference_steps=settings.steps,
+                guidance_scale=settings.guidance,
+                width=settings.width,
+                height=settings.height,
+                generator=generator,
+                output_type="pil",
+            )
+        return result.images[0]
+
+    def close(self) -> None:
+        """Drop the pipeline and free accelerator memory."""
+        del self.pipe
+        if self.device.startswith("cuda") and self._torch.cuda.is_available():
+            self._torch.cuda.empty_cache()
+
+
+def _torch_dtype(torch: Any, dtype: str, device: str) -> Any:
+    if dtype == "auto":
+        return torch.float32 if device == "cpu" else torch.float16
+    table = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+    if dtype not in table:
+        raise ConfigError(f"dtype must be auto, fp16, bf16 or fp32, not {dtype!r}")
+    return table[dtype]
+
+
+def _dtype_kwarg(diffusers: Any, torch_dtype: Any) -> dict[str, Any]:
+    """``dtype=`` on diffusers versions that renamed it (deprecating ``torch_dtype``)."""
+    from importlib import import_module
+
+    utils = import_module("diffusers.pipelines.pipeline_utils")
+    name = "dtype" if hasattr(utils, "_resolve_dtype") else "torch_dtype"
+    return {name: torch_dtype}
+
+
+def _load_pipeline(diffusers: Any, path: Path, torch_dtype: Any, config: str | None) -> Any:
+    """Load a diffusers folder or a single-file checkpoint, with actionable errors."""
+    if not path.exists():
+        raise ModelUnavailableError(
+            f"model weights not found at {path}: pass a .safetensors checkpoint or a diffusers "
+            "folder (with model_index.json) that exists on this machine"
+        )
+    no_checker = {"safety_checker": None, "requires_safety_checker": False}
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelUnavailableError(
+                f"{path} is a folder without model_index.json: not a diffusers pipeline "
+                "(download it with all its subfolders, or point at a .safetensors file)"
+            )
+        try:
+            return diffusers.DiffusionPipeline.from_pretrained(
+                path, **_dtype_kwarg(diffusers, torch_dtype), **no_checker
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailableError(f"{path}: incomplete diffusers folder: {exc}") from exc
+    return _load_single_file(diffusers, path, torch_dtype, config, no_checker)
+
+
+def _load_single_file(
+    diffusers: Any, path: Path, torch_dtype: Any, config: str | None, extra: dict[str, Any]
+) -> Any:
+    from genguard.merge.blocks import Architecture, detect_architecture
+    from genguard.merge.safetensors_io import SafetensorsReader
+
+    with SafetensorsReader(path) as reader:
+        arch = detect_architecture(reader.tensors)
+    if arch is Architecture.UNKNOWN:
+        raise ModelUnavailableError(f"{path}: not an SD 1.x/2.x/SDXL single-file checkpoint")
+    cls = (
+        diffusers.StableDiffusionXLPipeline
+        if arch is Architecture.SDXL
+        else diffusers.StableDiffusionPipeline
+    )
+    kwargs: dict[str, Any] = _dtype_kwarg(diffusers, torch_dtype)
+    if config is not None:
+        kwargs |= {"config": config, "local_files_only": True}
+    if arch is not Architecture.SDXL:
+        kwargs |= extra
+    try:
+        return cls.from_single_file(str(path), **kwargs)
+    except Exception as exc:  # loader boundary: hub, config and conversion errors vary
+        raise ModelUnavailableError(
+            f"{path}: from_single_file could not build the pipeline ({exc}). Offline, pass "
+            "--config with a local diffusers folder of the same family for its configs."
+        ) from exc
+
+
+@register_generator("diffusers")
+def _diffusers_factory(model: str, options: dict[str, Any]) -> ImageGenerator:
+    return DiffusersGenerator(
+        model,
+        device=str(options.get("device", "cpu")),
+        dtype=str(options.get("dtype", "auto")),
+        config=options.get("config"),
+    )

@@ -1,0 +1,346 @@
+"""Merge methods: one function per method, combining one tensor key at a time.
+
+Methods live in a dict registry (:data:`MERGE_METHODS`) filled by
+:func:`register_merge_method`, so a new method is one decorated function, and the
+config validator learns its parameters, model-count limits and whether it needs a base
+model from the registration. Every function receives float32 tensors for a single key
+(never a whole model), which is what lets the engine stream checkpoints with bounded
+memory. Definitions follow the papers and the conventions of mergekit / supermerger:
+
+* ``weighted_sum``: ``(1 - alpha) * A + alpha * B`` (supermerger's "Weight sum").
+* ``linear``: ``sum(w_i * M_i) / sum(w_i)`` for any number of models.
+* ``add_difference``: ``A + alpha * (B - C)`` with C the ``base_model``.
+* ``slerp``: spherical interpolation of A and B at ``t``, per tensor, falling back to
+  linear interpolation when the two are (nearly) parallel.
+* ``task_arithmetic``: ``base + lambda * sum(w_i * (M_i - base))``; a negative weight
+  subtracts a fine-tune's task vector ("negation", to remove what it added).
+* ``ties``: trim each task vector to its top ``density`` share by magnitude, elect a
+  sign per parameter (sign of the weighted sum), average only the agreeing entries.
+* ``dare_linear`` / ``dare_ties``: drop each task-vector entry with probability
+  ``1 - density`` and rescale survivors by ``1 / density`` (seeded per key, so results do
+  not depend on processing order), then sum linearly or with TIES sign election.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from genguard.errors import ConfigError
+
+
+@dataclass
+class TensorContext:
+    """Everything a merge method sees for one tensor key."""
+
+    key: str
+    tensors: list[np.ndarray]  # float32, one per entry of ``models``, same shape
+    base: np.ndarray | None  # float32 base_model tensor, for methods that need one
+    model_params: list[dict[str, float]]  # per-model parameters resolved for this key
+    params: dict[str, float]  # global parameters resolved for this key
+    seed: int = 0
+
+    def rng(self, model_index: int) -> np.random.Generator:
+        """A generator seeded by (seed, key, model): deterministic in any key order."""
+        key_hash = zlib.crc32(self.key.encode("utf-8"))
+        return np.random.default_rng([self.seed, key_hash, model_index])
+
+
+MergeFn = Callable[[TensorContext], np.ndarray]
+
+
+@dataclass(frozen=True)
+class MergeMethod:
+    """A registered method and the contract the config validator enforces."""
+
+    name: str
+    fn: MergeFn
+    description: str
+    needs_base: bool = False
+    #: Which source defines the output's keys/layout and is copied by ``copy_base``.
+    primary: Literal["first", "base"] = "first"
+    min_models: int = 1
+    max_models: int | None = None
+    params: dict[str, float] = field(default_factory=dict)
+    model_params: dict[str, float] = field(default_factory=dict)
+    positive_weights: bool = False
+
+
+MERGE_METHODS: dict[str, MergeMethod] = {}
+
+
+def register_merge_method(
+    name: str,
+    *,
+    description: str,
+    needs_base: bool = False,
+    primary: Literal["first", "base"] = "first",
+    min_models: int = 1,
+    max_models: int | None = None,
+    params: dict[str, float] | None = None,
+    model_params: dict[str, float] | None = None,
+    positive_weights: bool = False,
+) -> Callable[[MergeFn], MergeFn]:
+    """Decorator adding a merge function to :data:`MERGE_METHODS` under ``name``."""
+
+    def decorator(fn: MergeFn) -> MergeFn:
+        if name in MERGE_METHODS:
+            raise ValueError(f"merge method {name!r} is already registered")
+        MERGE_METHODS[name] = MergeMethod(
+            name=name,
+            fn=fn,
+            description=description,
+            needs_base=needs_base,
+            primary=primary,
+            min_models=min_models,
+            max_models=max_models,
+            params=dict(params or {}),
+            model_params=dict(model_params or {}),
+            positive_weights=positive_weights,
+        )
+        return fn
+
+    return decorator
+
+
+def get_method(name: str) -> MergeMethod:
+    """Look a method up, with a helpful error listing the known ones."""
+    try:
+        return MERGE_METHODS[name]
+    except KeyError:
+        known = ", ".join(sorted(MERGE_METHODS))
+        raise ConfigError(f"method: unknown merge method {name!r} (known: {known})") from None
+
+
+# --- building blocks ---------------------------------------------------------------------
+
+
+def _require_base(ctx: TensorContext) -> np.ndarray:
+    if ctx.base is None:  # the config validator prevents this; keep methods safe anyway
+        raise ConfigError(f"base_model: this method needs a base model (key {ctx.key})")
+    return ctx.base
+
+
+def task_vectors(ctx: TensorContext) -> list[np.ndarray]:
+    """Differences between each model and the base: what each fine-tune added."""
+    base = _require_base(ctx)
+    return [t - base for t in ctx.tensors]
+
+
+def magnitude_trim(delta: np.ndarray, density: float) -> np.ndarray:
+    """Keep the ``density`` share of entries with the largest magnitude, zero the rest.
+
+    ``k = int(density * n)`` as in mergekit; ties at the threshold are broken by position.
+    """
+    if density >= 1.0:
+        return delta
+    flat = delta.reshape(-1)
+    k = int(density * flat.size)
+    out = np.zeros_like(flat)
+    if k <= 0:
+        return out.reshape(delta.shape)
+    idx = np.argpartition(np.abs(flat), flat.size - k)[flat.size - k :]
+    out[idx] = flat[idx]
+    return out.reshape(delta.shape)
+
+
+def dare_drop(delta: np.ndarray, density: float, rng: np.random.Generator) -> np.ndarray:
+    """Drop entries with probability ``1 - density``; rescale survivors by ``1/density``."""
+    if density >= 1.0:
+        return delta
+    if density <= 0.0:
+        return np.zeros_like(delta)
+    keep = rng.random(delta.shape, dtype=np.float32) < density
+    return np.where(keep, delta / np.float32(density), np.float32(0.0))
+
+
+def sign_consensus_mean(
+    deltas: list[np.ndarray], weights: list[float], normalize: bool
+) -> np.ndarray:
+    """TIES' elect-sign and disjoint-mean steps over (already sparsified) task vectors.
+
+    The elected sign per entry is the sign of the weighted sum; only entries agreeing
+    with it contribute, and (with ``normalize``) the result is divided by the sum of
+    the weights of the contributors, so a parameter changed by one model keeps that
+    model's full change instead of being diluted by models that left it alone.
+    """
+    weighted = [np.float32(w) * d for w, d in zip(weights, deltas, strict=True)]
+    elected = np.sign(np.sum(weighted, axis=0))
+    total = np.zeros_like(deltas[0])
+    divisor = np.zeros_like(deltas[0])
+    for w, wd in zip(weights, weighted, strict=True):
+        agree = (np.sign(wd) == elected) & (wd != 0)
+        total += np.where(agree, wd, np.float32(0.0))
+        divisor += np.where(agree, np.float32(w), np.float32(0.0))
+    if not normalize:
+        return total
+    safe = np.where(divisor == 0, np.float32(1.0), divisor)
+    return total / safe
+
+
+# --- methods -----------------------------------------------------------------------------
+
+
+@register_merge_method(
+    "weighted_sum",
+    description="(1 - alpha) * A + alpha * B",
+    min_models=2,
+    max_models=2,
+    params={"alpha": 0.5},
+)
+def weighted_sum(ctx: TensorContext) -> np.ndarray:
+    """Linear interpolation between two models (supermerger's "Weight sum")."""
+    a, b = ctx.tensors
+    alpha = np.float32(ctx.params["alpha"])
+    return (np.float32(1.0) - alpha) * a + alpha * b
+
+
+@register_merge_method(
+    "linear",
+    description="sum(w_i * M_i) / sum(w_i) (normalize=1) or sum(w_i * M_i) (normalize=0)",
+    min_models=1,
+    params={"normalize": 1.0},
+    model_params={"weight": 1.0},
+)
+def linear(ctx: TensorContext) -> np.ndarray:
+    """Weighted average of any number of models."""
+    weights = [p["weight"] for p in ctx.model_params]
+    total = np.zeros_like(ctx.tensors[0])
+    for w, t in zip(weights, ctx.tensors, strict=True):
+        total += np.float32(w) * t
+    if ctx.params["normalize"] and sum(weights) != 0:
+        total /= np.float32(sum(weights))
+    return total
+
+
+@register_merge_method(
+    "add_difference",
+    description="A + alpha * (B - C), C = base_model",
+    needs_base=True,
+    primary="first",
+    min_models=2,
+    max_models=2,
+    params={"alpha": 1.0},
+)
+def add_difference(ctx: TensorContext) -> np.ndarray:
+    """Transplant what B learned relative to C onto A."""
+    a, b = ctx.tensors
+    c = _require_base(ctx)
+    return a + np.float32(ctx.params["alpha"]) * (b - c)
+
+
+@register_merge_method(
+    "slerp",
+    description="spherical interpolation between A and B at t",
+    min_models=2,
+    max_models=2,
+    params={"t": 0.5},
+)
+def slerp(ctx: TensorContext) -> np.ndarray:
+    """Interpolate along the great circle between the two tensors (seen as vectors).
+
+    Unlike a plain average this keeps the norm from shrinking when the tensors point in
+    different directions. Nearly parallel or zero tensors fall back to linear.
+    """
+    a, b = ctx.tensors
+    t = float(ctx.params["t"])
+    a64 = a.reshape(-1).astype(np.float64)
+    b64 = b.reshape(-1).astype(np.float64)
+    na, nb = np.linalg.norm(a64), np.linalg.norm(b64)
+    if na == 0.0 or nb == 0.0:
+        return ((1.0 - t) * a + t * b).astype(np.float32)
+    dot = float(np.clip(np.dot(a64 / na, b64 / nb), -1.0, 1.0))
+    if abs(dot) > 0.9995:
+        return ((1.0 - t) * a + t * b).astype(np.float32)
+    theta = np.arccos(dot)
+    sin_theta = np.sin(theta)
+    s0 = np.sin((1.0 - t) * theta) / sin_theta
+    s1 = np.sin(t * theta) / sin_theta
+    return (np.float32(s0) * a + np.float32(s1) * b).astype(np.float32)
+
+
+@register_merge_method(
+    "task_arithmetic",
+    description="base + lambda * sum(w_i * (M_i - base)); negative weight = negation",
+    needs_base=True,
+    primary="base",
+    min_models=1,
+    params={"lambda": 1.0},
+    model_params={"weight": 1.0},
+)
+def task_arithmetic(ctx: TensorContext) -> np.ndarray:
+    """Add (or, with negative weights, subtract) task vectors to the base."""
+    base = _require_base(ctx)
+    total = np.zeros_like(base)
+    for p, d in zip(ctx.model_params, task_vectors(ctx), strict=True):
+        total += np.float32(p["weight"]) * d
+    return base + np.float32(ctx.params["lambda"]) * total
+
+
+@register_merge_method(
+    "ties",
+    description="trim (top density), elect sign, disjoint mean of task vectors",
+    needs_base=True,
+    primary="base",
+    min_models=1,
+    params={"lambda": 1.0, "normalize": 1.0},
+    model_params={"weight": 1.0, "density": 0.2},
+    positive_weights=True,
+)
+def ties(ctx: TensorContext) -> np.ndarray:
+    """TIES-merging (Yadav et al. 2023); default density 0.2 is the paper's k=20%."""
+    base = _require_base(ctx)
+    trimmed = [
+        magnitude_trim(d, p["density"])
+        for d, p in zip(task_vectors(ctx), ctx.model_params, strict=True)
+    ]
+    weights = [p["weight"] for p in ctx.model_params]
+    merged = sign_consensus_mean(trimmed, weights, bool(ctx.params["normalize"]))
+    return base + np.float32(ctx.params["lambda"]) * merged
+
+
+def _dare_deltas(ctx: TensorContext) -> list[np.ndarray]:
+    return [
+        dare_drop(d, p["density"], ctx.rng(i))
+        for i, (d, p) in enumerate(zip(task_vectors(ctx), ctx.model_params, strict=True))
+    ]
+
+
+@register_merge_method(
+    "dare_linear",
+    description="drop-and-rescale task vectors, then base + lambda * sum(w_i * d_i)",
+    needs_base=True,
+    primary="base",
+    min_models=1,
+    params={"lambda": 1.0},
+    model_params={"weight": 1.0, "density": 0.5},
+)
+def dare_linear(ctx: TensorContext) -> np.ndarray:
+    """DARE (Yu et al. 2023) with a linear combination of the rescaled task vectors."""
+    base = _require_base(ctx)
+    total = np.zeros_like(base)
+    for p, d in zip(ctx.model_params, _dare_deltas(ctx), strict=True):
+        total += np.float32(p["weight"]) * d
+    return base + np.float32(ctx.params["lambda"]) * total
+
+
+@register_merge_method(
+    "dare_ties",
+    description="drop-and-rescale task vectors, then TIES sign election and disjoint mean",
+    needs_base=True,
+    primary="base",
+    min_models=1,
+    params={"lambda": 1.0, "normalize": 1.0},
+    model_params={"weight": 1.0, "density": 0.5},
+    positive_weights=True,
+)
+def dare_ties(ctx: TensorContext) -> np.ndarray:
+    """DARE sparsification followed by TIES' sign consensus."""
+    base = _require_base(ctx)
+    weights = [p["weight"] for p in ctx.model_params]
+    merged = sign_consensus_mean(_dare_deltas(ctx), weights, bool(ctx.params["normalize"]))
+    return base + np.float32(ctx.params["lambda"]) * merged

@@ -1,0 +1,68 @@
+"""`genguard merge` end to end through the real CLI entry point."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from merge_helpers import SD1_KEYS, random_state
+from safetensors.numpy import load_file
+
+from genguard.cli import main
+
+
+def test_merge_command_writes_the_merged_checkpoint(
+    make_ckpt: Callable, write_recipe, tmp_path: Path, capsys
+) -> None:
+    a, b = random_state(SD1_KEYS, 1), random_state(SD1_KEYS, 2)
+    make_ckpt("a", a), make_ckpt("b", b)
+    recipe = write_recipe(
+        {
+            "method": "weighted_sum",
+            "models": ["a.safetensors", "b.safetensors"],
+            "parameters": {"alpha": 0.75},
+        }
+    )
+    out = tmp_path / "merged.safetensors"
+    assert main(["merge", str(recipe), "--out", str(out), "--dtype", "fp32", "-q"]) == 0
+    merged = load_file(str(out))
+    key = "model.diffusion_model.out.2.weight"
+    np.testing.assert_allclose(merged[key], 0.25 * a[key] + 0.75 * b[key], atol=1e-6)
+    assert merged[key].dtype == np.float32
+    assert "9 tensors: 8 merged" in capsys.readouterr().err.replace("\n", " ")
+
+
+@pytest.mark.parametrize(
+    ("recipe", "message"),
+    [
+        ({"method": "slerp", "models": ["a.safetensors"]}, "takes 2 model(s)"),
+        ({"method": "slerp", "models": ["a.safetensors", "zz.safetensors"]}, "no such file"),
+    ],
+)
+def test_merge_command_errors_are_one_line_exit_2(
+    make_ckpt: Callable, write_recipe, tmp_path: Path, capsys, recipe, message
+) -> None:
+    make_ckpt("a", random_state(SD1_KEYS, 1))
+    code = main(["merge", str(write_recipe(recipe)), "--out", str(tmp_path / "o.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err.replace("\n", " ") and "Traceback" not in err
+
+
+def test_merge_methods_lists_the_registry(capsys) -> None:
+    assert main(["merge-methods"]) == 0
+    out = capsys.readouterr().out
+    for name in ("weighted_sum", "add_difference", "slerp", "task_arithmetic", "ties", "dare_ties"):
+        assert name in out
+
+
+def test_merge_command_with_progress_bar_and_new_folder(
+    make_ckpt: Callable, write_recipe, tmp_path: Path, capsys
+) -> None:
+    make_ckpt("a", random_state(SD1_KEYS, 1))
+    make_ckpt("b", random_state(SD1_KEYS, 2))
+    recipe = write_recipe({"method": "slerp", "models": ["a.safetensors", "b.safetensors"]})
+    out = tmp_path / "new" / "folder" / "m.safetensors"
+    assert main(["merge", str(recipe), "-o", str(out), "--no-hash"]) == 0
+    assert out.is_file() and "slerp" in capsys.readouterr().err
