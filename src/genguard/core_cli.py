@@ -26,7 +26,7 @@ from genguard import __version__
 from genguard.content import save_like
 from genguard.decision import Decision
 from genguard.errors import ConfigError
-from genguard.guard import DEFAULT_BACKENDS, Guard
+from genguard.guard import DEFAULT_BACKENDS, Guard, WatermarkSettings
 from genguard.policy import BUILTIN_PROFILES, load_policy
 from genguard.scan import ScanSummary, _truncate_torn_tail, read_done_paths, scan, walk
 
@@ -97,13 +97,30 @@ def censor(
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the safe image")],
     policy: PolicyOption = "standard",
     backend: BackendOption = None,
+    watermark: Annotated[
+        str | None, typer.Option("--watermark", help="32-bit payload (e.g. 0x1234abcd) to embed")
+    ] = None,
 ) -> None:
     """Write the publishable version of an image: unchanged, regions censored, or a placeholder."""
     guard = _guard(policy, backend)
+    if watermark is not None:
+        guard.watermark = WatermarkSettings(payload=_parse_payload(watermark))
     pixels, decision, loaded = guard.censor(image)
     save_like(pixels, output, loaded.source_format)
     print_decision(decision, str(image))
     console.print(f"wrote {output} ({decision.action.value})")
+
+
+def _parse_payload(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--watermark must be an integer such as 0x1234abcd, got {text!r}"
+        ) from exc
+    if not 0 <= value < 2**32:
+        raise ConfigError(f"--watermark payload must fit in 32 bits, got {text}")
+    return value
 
 
 def scan_cmd(

@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,15 @@ DEFAULT_ANALYSIS_SIDE = 640
 Context = Decision | Mapping[str, float] | None
 
 
+@dataclass(frozen=True)
+class WatermarkSettings:
+    """Mark every published (allowed or censored) image with this payload and key."""
+
+    payload: int
+    key: int | None = None
+    strength: float | None = None
+
+
 class Guard:
     """Checks images and prompts against one policy.
 
@@ -62,6 +71,7 @@ class Guard:
         batch_size: int = DEFAULT_BATCH,
         analysis_side: int | None = DEFAULT_ANALYSIS_SIDE,
         prompt_analyser: PromptAnalyser | None = None,
+        watermark: WatermarkSettings | None = None,
     ) -> None:
         self.policy = policy
         self.detectors = list(detectors)
@@ -69,6 +79,7 @@ class Guard:
         self.batch_size = max(1, batch_size)
         self.analysis_side = analysis_side
         self._prompt_analyser = prompt_analyser
+        self.watermark = watermark
         # Models run side by side: onnxruntime releases the GIL, and two small models on
         # one thread each use two cores better than each model on two threads in turn.
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.detectors)))
@@ -293,13 +304,33 @@ class Guard:
             raise ValueError("apply() needs a full-resolution image: load it with load_full()")
         rgb = image.rgb
         if decision.action is Action.ALLOW:
-            return rgb.copy()
+            return self._watermarked(rgb.copy(), decision)
         if decision.action is Action.CENSOR:
             categories = self._censored_categories(decision)
             regions = self.censorable([r for r in decision.regions if r.frame == 0], categories)
-            return censor_regions(rgb, regions, self.policy.image.censor_style)
+            censored = censor_regions(rgb, regions, self.policy.image.censor_style)
+            return self._watermarked(censored, decision)
         label = "held for review" if decision.action is Action.REVIEW else "blocked by policy"
         return placeholder(image.width, image.height, label)
+
+    def _watermarked(self, rgb: np.ndarray, decision: Decision) -> np.ndarray:
+        """Embed the configured watermark; an image too small to carry it is noted, not failed."""
+        if self.watermark is None:
+            return rgb
+        from genguard.provenance.watermark import WatermarkError, embed_watermark
+
+        options: dict[str, Any] = {}
+        if self.watermark.key is not None:
+            options["key"] = self.watermark.key
+        if self.watermark.strength is not None:
+            options["strength"] = self.watermark.strength
+        try:
+            marked = embed_watermark(rgb, self.watermark.payload, **options)
+        except WatermarkError as exc:
+            decision.notes.append(f"watermark not embedded: {exc}")
+            return rgb
+        decision.notes.append(f"watermark embedded: payload 0x{self.watermark.payload:08x}")
+        return marked
 
     def _censored_categories(self, decision: Decision) -> set[str]:
         rules = self.policy.image.categories

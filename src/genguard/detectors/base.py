@@ -109,7 +109,7 @@ def create_detector(spec: str, *, threads: int | None = None) -> ImageDetector:
 
 def _load_builtin_backends() -> None:
     # Importing the modules runs their @register_detector decorators.
-    from genguard.detectors import nudenet, opennsfw  # noqa: F401
+    from genguard.detectors import hashbank, nudenet, opennsfw  # noqa: F401
 
 
 class LazySession:
