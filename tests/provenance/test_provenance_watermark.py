@@ -1,0 +1,175 @@
+"""Watermark: round trip, robustness to common edits, no false payloads, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from genguard.errors import ContentError
+from genguard.provenance import watermark as wm
+
+from .conftest import photo
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def jpeg(rgb: np.ndarray, quality: int = 50) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def half_and_back(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    small = cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def centre_crop(rgb: np.ndarray, keep: float = 0.9) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    dh, dw = round(h * (1 - keep) / 2), round(w * (1 - keep) / 2)
+    return rgb[dh : h - dh, dw : w - dw]
+
+
+def brighter(rgb: np.ndarray) -> np.ndarray:
+    return np.asarray(ImageEnhance.Brightness(Image.fromarray(rgb)).enhance(1.2))
+
+
+@pytest.fixture(scope="module")
+def marked() -> dict[str, np.ndarray]:
+    return {name: wm.embed_watermark(photo(name), 0x1234ABCD) for name in ("astronaut", "coffee")}
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee"])
+def test_round_trip_is_exact_and_imperceptible(marked: dict[str, np.ndarray], name: str) -> None:
+    original = photo(name)
+    out = marked[name]
+    assert out.shape == original.shape and out.dtype == np.uint8
+    assert psnr(original, out) >= 40.0
+    result = wm.detect_watermark(out)
+    assert result.found and result.payload == 0x1234ABCD
+    assert result.confidence > 0.9 and result.bit_errors == 0
+    assert json.loads(json.dumps(result.to_dict()))["payload"] == "0x1234abcd"
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        pytest.param(jpeg, id="jpeg50"),
+        pytest.param(half_and_back, id="resize0.5"),
+        pytest.param(centre_crop, id="crop90"),
+        pytest.param(brighter, id="brightness+20%"),
+        pytest.param(lambda x: jpeg(half_and_back(x)), id="resize+jpeg"),
+    ],
+)
+@pytest.mark.parametrize("name", ["astronaut", "coffee"])
+def test_survives_common_edits(marked: dict[str, np.ndarray], name: str, attack) -> None:
+    result = wm.detect_watermark(attack(marked[name]))
+    assert result.found, result
+    assert result.payload == 0x1234ABCD
+
+
+def test_crop_offset_is_recovered(marked: dict[str, np.ndarray]) -> None:
+    cropped = marked["astronaut"][37:, 101:]
+    result = wm.detect_watermark(cropped)
+    assert result.found and result.payload == 0x1234ABCD
+    assert result.offset == (37 % wm.TILE, 101 % wm.TILE)
+
+
+@pytest.mark.parametrize("factor", [0.8, 0.6])
+def test_kept_rescale_is_found_by_scale_search(factor: float) -> None:
+    base = cv2.resize(photo("astronaut"), (768, 768), interpolation=cv2.INTER_CUBIC)
+    marked = wm.embed_watermark(base, 0xCAFE0123)
+    size = round(768 * factor)
+    small = cv2.resize(marked, (size, size), interpolation=cv2.INTER_AREA)
+    assert not wm.detect_watermark(small, search_scale=False).found
+    result = wm.detect_watermark(small)
+    assert result.found and result.payload == 0xCAFE0123
+    assert result.scale == pytest.approx(factor, abs=0.01)
+
+
+def _unmarked_images() -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    images = [photo(n) for n in ("astronaut", "coffee", "chelsea", "rocket", "camera")]
+    images.append(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8))  # white noise
+    images.append(np.full((256, 256, 3), 128, np.uint8))  # flat grey
+    ramp = np.tile(np.linspace(0, 255, 400, dtype=np.uint8), (300, 1))
+    images.append(np.repeat(ramp[:, :, None], 3, axis=2))  # gradient
+    images.append(jpeg(photo("chelsea"), 30))
+    return images
+
+
+def test_unmarked_images_are_not_found() -> None:
+    for image in _unmarked_images():
+        result = wm.detect_watermark(image)
+        assert not result.found and result.payload is None and result.confidence == 0.0
+
+
+def test_other_key_does_not_read_the_mark(marked: dict[str, np.ndarray]) -> None:
+    result = wm.detect_watermark(marked["coffee"], key=12345)
+    assert not result.found
+    assert (
+        wm.detect_watermark(wm.embed_watermark(photo("coffee"), 7, key=12345), key=12345).payload
+        == 7
+    )
+
+
+def test_payload_forms_and_text_rule() -> None:
+    assert wm.normalise_payload(b"\x12\x34") == 0x1234
+    assert wm.normalise_payload(0xFFFFFFFF) == 0xFFFFFFFF
+    # Documented rule: first 4 bytes of SHA-256 of the UTF-8 label.
+    assert wm.text_payload("svc-01") == int.from_bytes(
+        __import__("hashlib").sha256(b"svc-01").digest()[:4], "big"
+    )
+    out = wm.embed_watermark(photo("rocket"), b"gg01")
+    assert wm.detect_watermark(out).payload == int.from_bytes(b"gg01", "big")
+
+
+@pytest.mark.parametrize("payload", [1 << 32, -1, b"12345", True, "abc"])
+def test_payload_too_long_or_wrong_type(payload: object) -> None:
+    with pytest.raises(wm.WatermarkError):
+        wm.embed_watermark(photo("astronaut"), payload)  # type: ignore[arg-type]
+
+
+def test_too_small_image_is_refused_with_size_in_message() -> None:
+    small = np.asarray(photo("astronaut")[:200, :400])
+    with pytest.raises(wm.WatermarkError, match=r"400x200.*256x256"):
+        wm.embed_watermark(small, 1)
+    tiny = wm.detect_watermark(np.zeros((64, 64, 3), np.uint8))
+    assert not tiny.found and "smaller" in (tiny.reason or "")
+
+
+def test_bad_arrays_and_strength() -> None:
+    with pytest.raises(ContentError):
+        wm.embed_watermark(np.zeros((300, 300), np.uint8), 1)
+    with pytest.raises(ContentError):
+        wm.detect_watermark(np.zeros((300, 300, 3), np.float32))
+    with pytest.raises(wm.WatermarkError):
+        wm.embed_watermark(photo("astronaut"), 1, strength=0)
+
+
+def test_concurrent_calls_agree(marked: dict[str, np.ndarray]) -> None:
+    results: list[int | None] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        out = wm.embed_watermark(photo("coffee"), i)
+        found = wm.detect_watermark(out).payload
+        with lock:
+            results.append(found if found == i else None)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == list(range(6))  # type: ignore[type-var]
