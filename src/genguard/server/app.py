@@ -1,0 +1,502 @@
+"""The HTTP gateway: ``create_app(config)`` builds a FastAPI app around shared Guards.
+
+Routes::
+
+    POST /v1/moderate/image    multipart field ``image`` (or the raw image as the body)
+    POST /v1/moderate/prompt   {"prompt": "...", "negative_prompt": "..."}
+    POST /v1/generate          {"prompt": "...", "n": 2, "seed": 7, ...}
+    GET  /healthz  /metrics  /review  /docs  /openapi.json
+
+Requests carry ``Authorization: Bearer <key>``; the key decides the policy and the rate
+limit. A moderation *verdict* (allow, censor, review, block) is always a 200 with the
+Decision: only requests that cannot be processed are errors, with the JSON body
+``{"error": {"code", "message"}}`` and a 4xx (client) or 5xx (gateway) status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from genguard import __version__
+from genguard.audit.generators import ImageGenerator
+from genguard.errors import ConfigError, GenguardError
+from genguard.guard import Guard
+from genguard.server import models as _models  # noqa: F401  (declares the tables)
+from genguard.server.auditlog import AuditLog, ContentVault
+from genguard.server.auth import ApiKey, KeyStore
+from genguard.server.config import GatewayConfig
+from genguard.server.errors import ApiError, error_body, status_for
+from genguard.server.metrics import GatewayMetrics
+from genguard.server.pipeline import Caller, Pipeline
+from genguard.server.ratelimit import MemoryRateLimiter, RateLimiter, create_limiter
+from genguard.server.schemas import GenerateRequest, PromptRequest
+from genguard.server.services import GeneratorService, GuardRegistry, JobRunner, Watermarker
+from genguard.store import Store, open_store
+
+log = logging.getLogger("genguard.server")
+B = TypeVar("B", bound=BaseModel)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+@dataclass
+class Gateway:
+    """Everything requests share; lives on ``app.state.gateway``."""
+
+    config: GatewayConfig
+    store: Store
+    keys: KeyStore
+    limiter: RateLimiter
+    audit: AuditLog
+    guards: GuardRegistry
+    runner: JobRunner
+    pipeline: Pipeline
+    metrics: GatewayMetrics
+    owns_store: bool = True
+
+    def close(self) -> None:
+        self.runner.shutdown()
+        self.pipeline.generator.close()
+        self.limiter.close()
+        if self.owns_store:
+            self.store.close()
+
+
+def build_gateway(
+    config: GatewayConfig,
+    *,
+    guards: dict[str, Guard] | None = None,
+    store: Store | None = None,
+    limiter: RateLimiter | None = None,
+    generator: ImageGenerator | None = None,
+) -> Gateway:
+    """Wire the services from ``config``; arguments replace parts (tests, embedding)."""
+    metrics = GatewayMetrics()
+    owns_store = store is None
+    store = store or open_store(config.store.database())
+    vault = None
+    if config.store.store_content:
+        key = config.content_key()
+        if not key:
+            raise ConfigError(
+                "store.store_content = true needs an encryption key: set GENGUARD_CONTENT_KEY "
+                "(or store.content_key) to a Fernet key"
+            )
+        vault = ContentVault(key)
+    audit = AuditLog(store, vault)
+    pipeline = Pipeline(
+        audit,
+        metrics,
+        GeneratorService(config.generator, generator),
+        config.generator,
+        Watermarker.from_config(config.watermark),
+    )
+    registry = GuardRegistry(
+        config.policies.profiles,
+        backends=config.detectors.backends,
+        threads=config.detectors.threads,
+        guards=guards,
+        store=store,
+    )
+    server = config.server
+    return Gateway(
+        config=config,
+        store=store,
+        keys=KeyStore(store),
+        limiter=limiter or create_limiter(config.limits.redis_url),
+        audit=audit,
+        guards=registry,
+        runner=JobRunner(server.workers, server.max_queue, server.request_timeout_s, metrics),
+        pipeline=pipeline,
+        metrics=metrics,
+        owns_store=owns_store,
+    )
+
+
+# -- middleware ---------------------------------------------------------------------------
+
+
+class BodyTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "too_large", f"request body is over the {limit}-byte limit")
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class BodyLimitMiddleware:
+    """Refuse oversized bodies: by Content-Length before reading, else while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            error = BodyTooLarge(self.max_bytes)
+            await _send_json(send, 413, error_body(error.code, error.message))
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class ObservabilityMiddleware:
+    """Request id, access log line (JSON), request metrics by route template."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        supplied = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe_request(route, scope["method"], status, seconds)
+            log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "key": state.get("key_name"),
+                },
+            )
+
+
+# -- error handlers -----------------------------------------------------------------------
+
+
+def _json_error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _json_error(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(GenguardError)
+    async def _genguard_error(_request: Request, exc: GenguardError) -> JSONResponse:
+        return _json_error(status_for(exc), exc.code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _json_error(422, "invalid_request", _format_errors(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, f"http_{exc.status_code}"
+        )
+        return _json_error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", "?")
+        log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
+        # Sent by Starlette's outermost middleware, past ours: add the request id here.
+        return _json_error(
+            500,
+            "internal",
+            f"internal error (request id {request_id})",
+            {"X-Request-ID": request_id},
+        )
+
+
+def _format_errors(errors: Any) -> str:
+    parts = []
+    for err in errors:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+# -- request helpers ----------------------------------------------------------------------
+
+
+def gateway_of(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `genguard keys create`")
+
+
+async def require_key(
+    request: Request,
+    response: Response,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    """Verify the bearer key and take a token from its bucket (401 / 429 otherwise)."""
+    gateway = gateway_of(request)
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise ApiError(
+            401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'", challenge
+        )
+    key = await run_in_threadpool(gateway.keys.verify, credentials.credentials)
+    if key is None:
+        raise ApiError(401, "unauthorized", "unknown or revoked API key", challenge)
+    request.state.key_name = key.name
+    if isinstance(gateway.limiter, MemoryRateLimiter):
+        result = gateway.limiter.hit(key.name, key.rate)
+    else:
+        result = await run_in_threadpool(gateway.limiter.hit, key.name, key.rate)
+    if not result.allowed:
+        gateway.metrics.rate_limited.inc()
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"rate limit {key.rate} reached for key {key.name!r}; retry in "
+            f"{result.headers()['Retry-After']} s",
+            result.headers(),
+        )
+    if not key.rate.unlimited:
+        response.headers.update(result.headers())
+    return key
+
+
+Key = Annotated[ApiKey, Depends(require_key)]
+
+
+def _caller(request: Request, key: ApiKey) -> Caller:
+    return Caller(key.name, key.policy, request.state.request_id)
+
+
+async def read_json(request: Request, model: type[B]) -> B:
+    """Parse a JSON object body into ``model`` whatever the content type says.
+
+    ``curl -d '{...}'`` sends form-urlencoded by default; accepting JSON regardless keeps
+    the obvious command working. Multipart bodies are refused with 415.
+    """
+    if request.headers.get("content-type", "").startswith("multipart/"):
+        raise ApiError(415, "unsupported_media_type", "send a JSON object, not a multipart form")
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(400, "invalid_json", "empty body: send a JSON object")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_request", "body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", _format_errors(exc.errors())) from None
+
+
+async def read_image(request: Request) -> bytes:
+    """The uploaded image: multipart field ``image``, or the raw body for other types."""
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("image")
+        if upload is None or isinstance(upload, str):
+            raise ApiError(422, "missing_image", "multipart form needs a file field named 'image'")
+        data = await upload.read()
+    elif content_type.startswith(("application/json", "application/x-www-form-urlencoded")):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the image as multipart field 'image' (curl -F image=@x.png) or as the raw "
+            "body with an image/* content type",
+        )
+    else:
+        data = await request.body()
+    if not data:
+        raise ApiError(422, "empty_file", "the image is empty (0 bytes)")
+    return data
+
+
+def _json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_IMAGE_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"image": {"type": "string", "format": "binary"}},
+                    "required": ["image"],
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+# -- the app ------------------------------------------------------------------------------
+
+
+def create_app(
+    config: GatewayConfig | None = None,
+    *,
+    guards: dict[str, Guard] | None = None,
+    store: Store | None = None,
+    limiter: RateLimiter | None = None,
+    generator: ImageGenerator | None = None,
+) -> FastAPI:
+    """Build the gateway app; keyword arguments replace configured parts (tests, embedding)."""
+    config = config or GatewayConfig()
+    gateway = build_gateway(
+        config, guards=guards, store=store, limiter=limiter, generator=generator
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if config.server.preload:
+            await run_in_threadpool(gateway.guards.warm_up, config.policies.default)
+        log.info(
+            "gateway started",
+            extra={"policies": gateway.guards.names(), "store": gateway.store.url},
+        )
+        yield
+        gateway.close()
+        log.info("gateway stopped")
+
+    app = FastAPI(
+        title="genguard gateway",
+        version=__version__,
+        description=(
+            "Moderation and guarded generation. Verdicts are 200 responses with a Decision; "
+            'errors are {"error": {"code", "message"}} with a 4xx or 5xx status.'
+        ),
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    _install_error_handlers(app)
+    _add_routes(app, gateway)
+    from genguard.server.review import router as review_router
+
+    app.include_router(review_router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.server.max_body_bytes)
+    app.add_middleware(ObservabilityMiddleware, metrics=gateway.metrics)
+    return app
+
+
+def _add_routes(app: FastAPI, gateway: Gateway) -> None:
+    run: Callable[..., Awaitable[Any]] = gateway.runner.run
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the process serves requests (no model or database round trip)."""
+        return {"status": "ok", "version": __version__, "policies": gateway.guards.names()}
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus text exposition."""
+        return Response(gateway.metrics.render(), media_type=gateway.metrics.content_type)
+
+    @app.post("/v1/moderate/image", tags=["moderation"], openapi_extra=_IMAGE_BODY_DOC)
+    async def moderate_image(request: Request, key: Key, publish: bool = False) -> dict[str, Any]:
+        """Check an image under the key's policy.
+
+        With ``?publish=true`` the response also carries the publishable image (base64
+        PNG): the original, a censored copy, or a placeholder, per the decision.
+        """
+        data = await read_image(request)
+        guard = gateway.guards.get(key.policy)
+        return await run(
+            gateway.pipeline.moderate_image, guard, data, _caller(request, key), publish
+        )
+
+    @app.post(
+        "/v1/moderate/prompt", tags=["moderation"], openapi_extra=_json_body_doc(PromptRequest)
+    )
+    async def moderate_prompt(request: Request, key: Key) -> dict[str, Any]:
+        """Check a prompt (and, apart, its negative prompt) under the key's policy."""
+        body = await read_json(request, PromptRequest)
+        guard = gateway.guards.get(key.policy)
+        decision, audit_id = await run(
+            gateway.pipeline.moderate_prompt, guard, body, _caller(request, key)
+        )
+        return {
+            "request_id": request.state.request_id,
+            "audit_id": audit_id,
+            "decision": decision.to_dict(),
+        }
+
+    @app.post("/v1/generate", tags=["generation"], openapi_extra=_json_body_doc(GenerateRequest))
+    async def generate(request: Request, key: Key) -> dict[str, Any]:
+        """Prompt check, generation, output check, censor/placeholder, watermark.
+
+        A blocked prompt (or one held for review) is a 200 with ``action`` set and no
+        images: the verdict is the answer, not an error.
+        """
+        body = await read_json(request, GenerateRequest)
+        guard = gateway.guards.get(key.policy)
+        return await run(gateway.pipeline.generate, guard, body, _caller(request, key))

@@ -1,0 +1,64 @@
+"""Request bodies of the JSON endpoints, validated strictly.
+
+Strict types (no ``"2"`` -> ``2``), no unknown fields (a typo such as ``"negativ_prompt"``
+is an error, not a silently unchecked negative prompt), and bounds on every number, so
+every malformed request is a 4xx with a message, never a 500.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Above any policy's max_chars: longer prompts are refused before any analysis.
+MAX_PROMPT_FIELD = 1_000_000
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def _valid_unicode(value: str | None) -> str | None:
+    """Refuse lone surrogates (valid in JSON escapes, not in UTF-8): nothing could store them."""
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("contains invalid Unicode (a lone surrogate escape)") from None
+    return value
+
+
+class PromptRequest(_Body):
+    """``POST /v1/moderate/prompt``."""
+
+    prompt: str = Field(max_length=MAX_PROMPT_FIELD, description="the prompt to check")
+    negative_prompt: str | None = Field(
+        default=None,
+        max_length=MAX_PROMPT_FIELD,
+        description="checked apart; never counts against the request",
+    )
+
+    _unicode = field_validator("prompt", "negative_prompt")(_valid_unicode)
+
+
+class GenerateRequest(_Body):
+    """``POST /v1/generate``; unset settings take the gateway's configured defaults."""
+
+    prompt: str = Field(max_length=MAX_PROMPT_FIELD)
+    negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_FIELD)
+    n: int = Field(default=1, ge=1, le=64, description="images to generate (<= generator.max_n)")
+    seed: int | None = Field(
+        default=None, ge=0, le=2**32 - 1, description="first seed; image i uses seed + i"
+    )
+    steps: int | None = Field(default=None, ge=1, le=1000)
+    guidance: float | None = Field(default=None, ge=0.0, le=50.0)
+    width: int | None = Field(default=None, ge=64, le=8192)
+    height: int | None = Field(default=None, ge=64, le=8192)
+
+    _unicode = field_validator("prompt", "negative_prompt")(_valid_unicode)
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, value: int | None) -> int | None:
+        if value is not None and value % 8:
+            raise ValueError("must be a multiple of 8")
+        return value

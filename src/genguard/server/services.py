@@ -1,0 +1,230 @@
+"""The long-lived objects a gateway shares between requests.
+
+Guards load ONNX models and are thread-safe, so there is one per policy for the whole
+process, built on first use. CPU-heavy work runs on a bounded executor (never on the
+event loop), with a bounded waiting line: past it the gateway answers 503 at once,
+which keeps latency honest under overload instead of queueing without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from genguard.audit.generators import GenerationSettings, ImageGenerator, create_generator
+from genguard.detectors.base import ImageDetector, create_detector
+from genguard.errors import ConfigError, GenguardError
+from genguard.guard import Guard
+from genguard.policy import Policy, load_policy
+from genguard.server.config import GeneratorSection, WatermarkSection
+from genguard.server.errors import ApiError, GeneratorError
+from genguard.server.metrics import GatewayMetrics
+from genguard.store import Store
+
+log = logging.getLogger("genguard.server")
+T = TypeVar("T")
+
+
+class GuardRegistry:
+    """One :class:`Guard` per configured policy name, created once and shared.
+
+    All Guards share one set of detectors: the models are the expensive part (memory and
+    load time) and they do not depend on the policy, so serving four policies costs one
+    copy of the weights, not four.
+    """
+
+    def __init__(
+        self,
+        profiles: Mapping[str, str],
+        *,
+        backends: Sequence[str] = ("nudenet", "opennsfw"),
+        threads: int | None = None,
+        guards: Mapping[str, Guard] | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self.profiles = dict(profiles)
+        self.backends = tuple(backends)
+        self.threads = threads
+        self.store = store
+        self._guards: dict[str, Guard] = dict(guards or {})
+        self.profiles.update({name: name for name in self._guards if name not in self.profiles})
+        self._detectors: list[ImageDetector] | None = None
+        self._analysers: dict[tuple[bool, int], Any] = {}
+        self._persons: Any = None
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return sorted(self.profiles)
+
+    def get(self, name: str) -> Guard:
+        """The Guard of policy ``name`` (built on first use; ConfigError if not configured)."""
+        guard = self._guards.get(name)
+        if guard is not None:
+            return guard
+        if name not in self.profiles:
+            raise ConfigError(
+                f"policy {name!r} is not served by this gateway (configured: "
+                f"{', '.join(self.names())})"
+            )
+        with self._lock:
+            if name not in self._guards:
+                policy = load_policy(self.profiles[name])
+                self._guards[name] = Guard(
+                    policy, self._shared_detectors(), prompt_analyser=self._analyser(policy)
+                )
+                log.info("guard ready", extra={"policy": name, "policy_id": policy.policy_id})
+            return self._guards[name]
+
+    def _shared_detectors(self) -> list[ImageDetector]:
+        if self._detectors is None:
+            threads = self.threads or max(1, (os.cpu_count() or 1) // max(1, len(self.backends)))
+            self._detectors = [create_detector(b, threads=threads) for b in self.backends]
+        return self._detectors
+
+    def _analyser(self, policy: Policy) -> Any:
+        """One prompt analyser per (semantic, max_chars), with the store's protected persons.
+
+        Policies that agree on those settings share the lexicons and the MiniLM model;
+        persons added with ``genguard persons add`` are read at start-up.
+        """
+        key = (policy.prompt.semantic, policy.prompt.max_chars)
+        if key not in self._analysers:
+            try:
+                from genguard.text.analyser import PromptAnalyser
+                from genguard.text.persons import PersonRegistry
+            except ImportError:  # prompt safety not installed: Guard reports it on use
+                return None
+            if self._persons is None and self.store is not None:
+                self._persons = PersonRegistry.from_store(self.store)
+            self._analysers[key] = PromptAnalyser(
+                semantic=policy.prompt.semantic,
+                max_chars=policy.prompt.max_chars,
+                persons=self._persons,
+            )
+        return self._analysers[key]
+
+    def warm_up(self, name: str) -> None:
+        """Build ``name``'s Guard and run it once, so models load before the first request."""
+        guard = self.get(name)
+        guard.check_image(np.full((64, 64, 3), 128, dtype=np.uint8))
+
+
+class JobRunner:
+    """Runs blocking functions on a bounded pool with a bounded queue and a timeout."""
+
+    def __init__(
+        self, workers: int, max_queue: int, timeout_s: float, metrics: GatewayMetrics
+    ) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gg-job")
+        self.capacity = workers + max_queue
+        self.timeout_s = timeout_s
+        self.metrics = metrics
+        self._pending = 0
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` off the event loop; 503 when full, 504 past the timeout."""
+        if self._pending >= self.capacity:
+            raise ApiError(
+                503, "busy", "the gateway is at capacity; retry shortly", {"Retry-After": "1"}
+            )
+        self._pending += 1
+        self.metrics.in_flight.inc()
+        try:
+            future = self._executor.submit(fn, *args)
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
+        except TimeoutError:
+            raise ApiError(
+                504, "timeout", f"the request took longer than {self.timeout_s:g} s"
+            ) from None
+        finally:
+            self._pending -= 1
+            self.metrics.in_flight.dec()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class GeneratorService:
+    """The configured generator backend, created on first use, with bounded concurrency."""
+
+    def __init__(self, section: GeneratorSection, generator: ImageGenerator | None = None) -> None:
+        self.section = section
+        self._generator = generator
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(section.concurrency)
+
+    @property
+    def generator(self) -> ImageGenerator:
+        with self._lock:
+            if self._generator is None:
+                _load_http_backends()
+                self._generator = create_generator(
+                    self.section.backend, self.section.model, self.section.options
+                )
+            return self._generator
+
+    def generate(self, prompt: str, seed: int, settings: GenerationSettings) -> Image.Image:
+        """One image; backend failures that are not genguard errors become GeneratorError."""
+        generator = self.generator
+        with self._slots:
+            try:
+                return generator.generate(prompt, seed, settings)
+            except GenguardError:
+                raise
+            except Exception as exc:  # a backend's own failure: report it, keep serving
+                log.exception("generator failed")
+                raise GeneratorError(f"generator {self.section.backend} failed: {exc}") from exc
+
+    def close(self) -> None:
+        if self._generator is not None:
+            self._generator.close()
+
+
+def _load_http_backends() -> None:
+    """Importing the module registers the ``a1111`` and ``comfyui`` backends."""
+    from genguard.server import generators_http  # noqa: F401
+
+
+class Watermarker:
+    """Embeds the configured payload with genguard.provenance's watermark."""
+
+    def __init__(
+        self, embed: Callable[..., np.ndarray], payload: int, key: int | None, strength: float
+    ):
+        self._embed = embed
+        self.payload = payload
+        self.key = key
+        self.strength = strength
+
+    @classmethod
+    def from_config(cls, section: WatermarkSection) -> Watermarker | None:
+        """A watermarker, or None when disabled or the provenance module is absent."""
+        if not section.enabled:
+            log.info("watermarking off (watermark.enabled = false)")
+            return None
+        try:
+            from genguard.provenance.watermark import embed_watermark, text_payload
+        except ImportError as exc:
+            log.warning("watermarking off: genguard.provenance.watermark unavailable (%s)", exc)
+            return None
+        payload = section.payload
+        value = text_payload(payload) if isinstance(payload, str) else int(payload)
+        return cls(embed_watermark, value, section.key, section.strength)
+
+    def apply(self, rgb: np.ndarray) -> tuple[np.ndarray, str | None]:
+        """(marked pixels, None), or (the pixels unchanged, why not) for unmarkable images."""
+        kwargs: dict[str, Any] = {"strength": self.strength}
+        if self.key is not None:
+            kwargs["key"] = self.key
+        try:
+            return self._embed(rgb, self.payload, **kwargs), None
+        except GenguardError as exc:
+            return rgb, f"not watermarked: {exc}"
