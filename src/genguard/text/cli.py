@@ -1,0 +1,344 @@
+"""CLI commands of genguard.text: ``check-prompt`` and ``persons add|list|remove``.
+
+``check-prompt`` is a thin shell over ``Guard.check_prompt``: the same verdict as the
+library and the gateway. Its JSONL mode reads one ``{"text": ..., "negative_prompt": ...}``
+object per line and writes one verdict per line, in order; a line that cannot be used
+(invalid UTF-8, not JSON, not an object, no "text", a bad prompt) becomes an error record
+with its line number and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from genguard.errors import ConfigError, ContentError, GenguardError
+
+if TYPE_CHECKING:
+    from genguard.guard import Guard
+    from genguard.text.persons import PersonRegistry
+
+err_console = Console(stderr=True)
+console = Console()
+#: Prompts sent to the analyser at once in JSONL mode (one semantic batch).
+JSONL_CHUNK = 256
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="GENGUARD_STORE",
+        help="database path or SQLAlchemy URL (default ./genguard-data/genguard.db)",
+    ),
+]
+persons_app = typer.Typer(help="Manage protected persons (names that signal real_person).")
+
+
+# ---------------------------------------------------------------------------------------
+# check-prompt
+# ---------------------------------------------------------------------------------------
+
+
+def _registry(store: str | None, builtin: bool) -> PersonRegistry:
+    """Persons from the database when there is one, plus the built-in examples."""
+    from genguard.store import DEFAULT_DB_PATH, open_store
+    from genguard.text.persons import PersonRegistry
+
+    if store is None and not DEFAULT_DB_PATH.is_file():
+        return PersonRegistry(builtin=builtin)  # do not create a database just to read it
+    with open_store(store) as opened:
+        return PersonRegistry.from_store(opened, builtin=builtin)
+
+
+def _prompt_guard(policy: str, store: str | None, semantic: bool, builtin: bool) -> Guard:
+    from genguard.guard import Guard
+    from genguard.policy import load_policy
+    from genguard.text.analyser import PromptAnalyser
+
+    loaded = load_policy(policy)
+    analyser = PromptAnalyser(
+        semantic=semantic and loaded.prompt.semantic,
+        max_chars=loaded.prompt.max_chars,
+        persons=_registry(store, builtin),
+    )
+    return Guard(loaded, [], prompt_analyser=analyser)
+
+
+def check_prompt(
+    text: Annotated[str | None, typer.Argument(help="the prompt to check")] = None,
+    policy: Annotated[
+        str,
+        typer.Option("--policy", "-p", help="built-in profile or a policy .toml file"),
+    ] = "standard",
+    negative: Annotated[
+        str | None,
+        typer.Option("--negative", help="negative prompt (checked apart, never a request)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the Decision as JSON")] = False,
+    jsonl: Annotated[
+        Path | None,
+        typer.Option("--jsonl", help='JSONL input: one {"text": ...} object per line'),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="JSONL output for --jsonl (default: stdout)"),
+    ] = None,
+    semantic: Annotated[
+        bool, typer.Option("--semantic/--no-semantic", help="use the MiniLM semantic check")
+    ] = True,
+    builtin_persons: Annotated[
+        bool,
+        typer.Option("--builtin-persons/--no-builtin-persons", help="load the example list"),
+    ] = True,
+    store: StoreOption = None,
+) -> None:
+    """Check a prompt (or a JSONL file of prompts) and print the verdict with its reasons."""
+    if (text is None) == (jsonl is None):
+        raise ConfigError("give either a prompt or --jsonl FILE (not both)")
+    guard = _prompt_guard(policy, store, semantic, builtin_persons)
+    if jsonl is not None:
+        summary = check_jsonl(guard, jsonl, out)
+        err_console.print(summary.line(), highlight=False)
+        return
+    assert text is not None
+    decision = guard.check_prompt(text, negative_prompt=negative)
+    if as_json:
+        print(decision.to_json())
+        return
+    from genguard.core_cli import print_decision
+
+    print_decision(decision, repr(text) if len(text) <= 60 else repr(text[:57] + "..."))
+
+
+@dataclass
+class JsonlSummary:
+    """Counts of a JSONL run."""
+
+    total: int = 0
+    errors: int = 0
+    actions: dict[str, int] | None = None
+
+    def line(self) -> str:
+        actions = ", ".join(f"{k} {v}" for k, v in sorted((self.actions or {}).items()))
+        return f"{self.total} prompts: {actions or 'none checked'}; {self.errors} error(s)"
+
+
+@dataclass
+class _Item:
+    line: int
+    text: str | None = None
+    negative: str | None = None
+    extra: dict[str, Any] | None = None
+    error: GenguardError | None = None
+
+
+def parse_jsonl_line(number: int, raw: bytes) -> _Item:
+    """One input line -> an item to check, or an error item (never raises)."""
+    raw = raw.rstrip(b"\r\n")
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _Item(number, error=ContentError(f"invalid UTF-8: {exc.reason}", code="bad_utf8"))
+    try:
+        data = json.loads(decoded)
+    except json.JSONDecodeError as exc:
+        return _Item(number, error=ContentError(f"not JSON: {exc.msg}", code="bad_json"))
+    if not isinstance(data, dict):
+        return _Item(
+            number,
+            error=ContentError(
+                f"expected an object, got {type(data).__name__}", code="not_an_object"
+            ),
+        )
+    text = data.get("text")
+    if not isinstance(text, str):
+        why = 'no "text" field' if "text" not in data else '"text" is not a string'
+        return _Item(number, error=ContentError(why, code="missing_text"))
+    negative = data.get("negative_prompt")
+    if negative is not None and not isinstance(negative, str):
+        return _Item(
+            number,
+            error=ContentError('"negative_prompt" is not a string', code="bad_negative_prompt"),
+        )
+    extra = {"id": data["id"]} if "id" in data else None
+    return _Item(number, text=text, negative=negative, extra=extra)
+
+
+def _error_record(item: _Item, error: GenguardError) -> dict[str, Any]:
+    record: dict[str, Any] = {"line": item.line}
+    if item.extra:
+        record.update(item.extra)
+    record["error"] = {"code": error.code, "message": str(error)}
+    return record
+
+
+def _check_chunk(guard: Guard, items: list[_Item]) -> list[dict[str, Any]]:
+    """Verdicts for a chunk, in order; plain prompts go through one batched call."""
+    plain = [i for i in items if i.error is None and not i.negative]
+    batched = guard.check_prompts([i.text or "" for i in plain]) if plain else []
+    by_line = dict(zip((i.line for i in plain), batched, strict=True))
+    records = []
+    for item in items:
+        if item.error is not None:
+            records.append(_error_record(item, item.error))
+            continue
+        if item.line in by_line:
+            result: Any = by_line[item.line]
+        else:
+            try:
+                result = guard.check_prompt(item.text or "", negative_prompt=item.negative)
+            except ContentError as exc:
+                result = exc
+        if isinstance(result, GenguardError):
+            records.append(_error_record(item, result))
+            continue
+        record = {"line": item.line, **(item.extra or {}), **result.to_dict()}
+        records.append(record)
+    return records
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[IO[str]]:
+    if path is None or str(path) == "-":
+        yield sys.stdout
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    with handle:
+        yield handle
+
+
+def check_jsonl(guard: Guard, source: Path, out: Path | None) -> JsonlSummary:
+    """Check every line of ``source``; write one record per line to ``out`` (or stdout)."""
+    if not source.is_file():
+        raise ConfigError(f"{source} is not a file")
+    with source.open("rb") as f:  # a quick first pass, for the progress bar's total
+        total = sum(1 for _ in f)
+    summary = JsonlSummary(actions={})
+    progress = Progress(
+        TextColumn("checking prompts"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    with progress, _output(out) as handle, source.open("rb") as lines:
+        task = progress.add_task("prompts", total=total)
+        chunk: list[_Item] = []
+
+        def flush() -> None:
+            for record in _check_chunk(guard, chunk):
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                summary.total += 1
+                if "error" in record:
+                    summary.errors += 1
+                else:
+                    action = record["action"]
+                    summary.actions[action] = summary.actions.get(action, 0) + 1  # type: ignore[index]
+            progress.advance(task, len(chunk))
+            chunk.clear()
+
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                progress.advance(task)
+                continue  # blank lines carry nothing; they are not records
+            chunk.append(parse_jsonl_line(number, raw))
+            if len(chunk) >= JSONL_CHUNK:
+                flush()
+        if chunk:
+            flush()
+    return summary
+
+
+# ---------------------------------------------------------------------------------------
+# persons
+# ---------------------------------------------------------------------------------------
+
+
+@persons_app.command("add")
+def persons_add(
+    name: Annotated[str, typer.Argument(help="the person's name")],
+    alias: Annotated[
+        list[str] | None, typer.Option("--alias", "-a", help="another name (repeatable)")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Protect a person: prompts naming them signal real_person."""
+    from genguard.store import open_store
+    from genguard.text.persons import add_person
+
+    with open_store(store) as opened:
+        person = add_person(opened, name, alias or [])
+        where = opened.url
+    aliases = f" (aliases: {', '.join(person.aliases)})" if person.aliases else ""
+    console.print(f"protected {person.name}{aliases} in {where}", highlight=False)
+
+
+@persons_app.command("list")
+def persons_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    builtin: Annotated[
+        bool, typer.Option("--builtin/--no-builtin", help="include the built-in examples")
+    ] = False,
+    store: StoreOption = None,
+) -> None:
+    """List protected persons."""
+    from genguard.store import open_store
+    from genguard.text.persons import BUILTIN_PERSONS, Person, list_persons
+
+    with open_store(store) as opened:
+        people = list_persons(opened)
+    if builtin:
+        people += [Person(n, a, builtin=True) for n, a in BUILTIN_PERSONS]
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {"name": p.name, "aliases": list(p.aliases), "builtin": p.builtin}
+                    for p in people
+                ],
+                ensure_ascii=False,
+            )
+        )
+        return
+    if not people:
+        console.print("no protected persons (add one with: genguard persons add NAME)")
+    for p in people:
+        aliases = f"  aliases: {', '.join(p.aliases)}" if p.aliases else ""
+        tag = "  [dim](built-in example)[/dim]" if p.builtin else ""
+        console.print(f"{p.name}{aliases}{tag}", highlight=False)
+
+
+@persons_app.command("remove")
+def persons_remove(
+    name: Annotated[str, typer.Argument(help="name or alias of the person to remove")],
+    store: StoreOption = None,
+) -> None:
+    """Stop protecting a person."""
+    from genguard.store import open_store
+    from genguard.text.persons import remove_person
+
+    with open_store(store) as opened:
+        removed = remove_person(opened, name)
+    if not removed:
+        raise ConfigError(f"no protected person named {name!r} (see: genguard persons list)")
+    console.print(f"removed {name}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this subsystem's commands to the main `genguard` app."""
+    app.command("check-prompt")(check_prompt)
+    app.add_typer(persons_app, name="persons")

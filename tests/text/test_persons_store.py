@@ -1,0 +1,102 @@
+"""Protected persons: registry matching and the SQLAlchemy store."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from genguard.errors import ConfigError
+from genguard.store import open_store
+from genguard.text.normalize import normalize
+from genguard.text.persons import (
+    Person,
+    PersonRegistry,
+    add_person,
+    list_persons,
+    remove_person,
+)
+
+
+@pytest.fixture(scope="module")
+def registry() -> PersonRegistry:
+    return PersonRegistry([Person("Jane Example", ("J. Example",))], builtin=False)
+
+
+def names(registry: PersonRegistry, text: str) -> list[tuple[str, str]]:
+    return [(m.term, m.quote) for m in registry.find(normalize(text))]
+
+
+@pytest.mark.parametrize(
+    ("text", "quote"),
+    [
+        ("a portrait of Jane Example", "Jane Example"),
+        ("JANE   EXAMPLE at a desk", "JANE   EXAMPLE"),
+        ("JaneExample on stage", "JaneExample"),  # spacing removed
+        ("Jane Exampel on stage", "Jane Exampel"),  # typo
+        ("J a n e  E x a m p l e", "J a n e  E x a m p l e"),  # spelled out
+        ("Jаne Exаmple", "Jаne Exаmple"),  # Cyrillic a
+        ("J. Example", "J. Example"),  # alias
+    ],
+)
+def test_names_match_despite_typos_spacing_and_lookalikes(
+    registry: PersonRegistry, text: str, quote: str
+) -> None:
+    assert names(registry, text) == [("Jane Example", quote)]
+
+
+@pytest.mark.parametrize("text", ["a plain example", "Jane went home", "an example of jam"])
+def test_unrelated_text_does_not_match(registry: PersonRegistry, text: str) -> None:
+    assert names(registry, text) == []
+
+
+def test_match_is_real_person_with_score(registry: PersonRegistry) -> None:
+    (exact,) = registry.find(normalize("Jane Example"))
+    (fuzzy,) = registry.find(normalize("Jane Exampel"))
+    assert exact.category == "real_person" and exact.source == "person"
+    assert exact.score == 1.0
+    assert 0.8 <= fuzzy.score < 1.0
+
+
+def test_builtin_examples_load_unless_disabled() -> None:
+    assert names(PersonRegistry(), "Barack Obama waving") == [("Barack Obama", "Barack Obama")]
+    assert names(PersonRegistry(builtin=False), "Barack Obama waving") == []
+    # Common words that are also surnames do not match on their own.
+    assert names(PersonRegistry(), "a swift river and a trump card") == []
+    assert names(PersonRegistry(), "a tailor shifting gears") == []
+
+
+def test_store_round_trip_in_sqlite_wal(tmp_path: Path) -> None:
+    db = tmp_path / "sub" / "genguard.db"
+    with open_store(db) as store:
+        add_person(store, "Jane Example", ["J. Example"])
+        add_person(store, "Jane Example", ["Janey"])  # merges aliases
+        add_person(store, "John Sample")
+        people = list_persons(store)
+        assert [p.name for p in people] == ["Jane Example", "John Sample"]
+        assert people[0].aliases == ("J. Example", "Janey")
+        assert remove_person(store, "janey")  # by alias, any case
+        assert not remove_person(store, "Nobody")
+        assert [p.name for p in list_persons(store)] == ["John Sample"]
+        registry = PersonRegistry.from_store(store, builtin=False)
+        assert names(registry, "John Sample smiling") == [("John Sample", "John Sample")]
+    mode = sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_store_accepts_sqlalchemy_urls(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'x.db'}") as store:
+        add_person(store, "Ann Other")
+        assert [p.name for p in list_persons(store)] == ["Ann Other"]
+    assert (tmp_path / "x.db").is_file()
+
+
+def test_store_rejects_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        open_store("nosuchdialect://host/db")
+    with open_store(tmp_path / "y.db") as store:
+        with pytest.raises(ConfigError, match="non-empty name"):
+            add_person(store, "   ")
+        with pytest.raises(ConfigError, match="non-empty name"):
+            add_person(store, "\u200b")
