@@ -53,8 +53,7 @@ def eval_cmd(
         bool, typer.Option("--thumbnails", help="embed small thumbnails (flagged ones pixelated)")
     ] = False,
 ) -> None:
-    """Measure each backend and the fusion on labelled images: ROC AUC, precision/recall at
-    the policy's thresholds, the threshold for a target FPR, calibration; HTML + JSON."""
+    """Measure backends and fusion on labelled images (ROC AUC, recall/FPR, calibration)."""
     guard = Guard.from_policy(policy, backends=backend or DEFAULT_BACKENDS)
     scored = _score(folder, labels, guard)
     report = evaluate(scored, guard.policy, target_fpr)
@@ -101,8 +100,7 @@ def calibrate_cmd(
     ] = "block",
     backend: BackendOption = None,
 ) -> None:
-    """Fit thresholds (and a calibration of the fused score) to meet a target FPR or recall,
-    and write a policy TOML recording the data set hash and metrics."""
+    """Fit thresholds and score calibration to a target FPR or recall; write a policy TOML."""
     if base not in BUILTIN_PROFILES:
         raise ConfigError(f"--base must be a built-in profile: {', '.join(BUILTIN_PROFILES)}")
     if method not in ("isotonic", "platt"):
