@@ -29,6 +29,7 @@ install-test: $(TEST_STAMP)
 demo: install
 	$(BIN)/genguard scan examples --policy standard --out demo-out/scan.jsonl
 	$(BIN)/genguard check examples/images/astronaut.jpg --policy adult
+	$(BIN)/genguard check-prompt --jsonl examples/prompts.jsonl --out demo-out/prompts.jsonl
 
 test: install-test
 	$(BIN)/python -m pytest
