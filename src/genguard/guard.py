@@ -92,17 +92,18 @@ class Guard:
         if not cascade.stages:
             return [self.detectors]
         known = set(available_detectors())
-        by_name = {detector.name: detector for detector in self.detectors}
+        loaded = {detector.name for detector in self.detectors}
         stages: list[list[ImageDetector]] = []
         for stage in cascade.stages:
-            unknown = [name for name in stage if name not in known and name not in by_name]
+            unknown = [name for name in stage if name not in known and name not in loaded]
             if unknown:
                 raise ConfigError(f"cascade stage names unknown backends {unknown}")
-            present = [by_name[name] for name in stage if name in by_name]
+            # Several detectors may share a name (two hf models): a stage takes them all.
+            present = [d for d in self.detectors if d.name in stage]
             if present:
                 stages.append(present)
-        staged = {d.name for stage in stages for d in stage}
-        rest = [d for d in self.detectors if d.name not in staged]
+        staged = {id(d) for stage in stages for d in stage}
+        rest = [d for d in self.detectors if id(d) not in staged]
         if rest:
             stages.append(rest)
         return stages or [self.detectors]

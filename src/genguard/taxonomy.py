@@ -48,6 +48,7 @@ for _name, _description in (
     ("suggestive", "covered intimate areas, exposed belly or chest: swimwear, lingerie"),
     ("face", "a human face is visible (a person is present)"),
     ("violence", "weapons aimed at people, blood, gore"),
+    ("hate_symbol", "hateful symbols or insignia (from the CLIP zero-shot backend)"),
     ("hash_match", "the image matches a hash bank entry (known content)"),
 ):
     register_category(_name, "image", _description)

@@ -109,6 +109,7 @@ def create_detector(spec: str, *, threads: int | None = None) -> ImageDetector:
 
 def _load_builtin_backends() -> None:
     # Importing the modules runs their @register_detector decorators.
+    import genguard.detectors.clip  # noqa: F401  (imports and registers hf too)
     from genguard.detectors import hashbank, nudenet, opennsfw  # noqa: F401
 
 
