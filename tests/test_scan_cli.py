@@ -126,3 +126,17 @@ def test_usage_errors_exit_2(
     empty.write_bytes(b"")
     assert main(["check", str(empty)]) == 2
     assert "empty file" in capsys.readouterr().err
+
+
+def test_scan_cli_writes_parquet_through_the_engine(mixed_folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    from genguard.engines import read_rows
+
+    out = tmp_path / "scores.parquet"
+    assert main(["scan", str(mixed_folder), "--out", str(out), "--no-progress"]) == 0
+    rows = read_rows(out)
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert by_name["coffee.jpg"]["action"] == "allow"
+    assert by_name["b-empty.png"]["error_code"] == "empty_file"
+    assert len(rows) == len(list(walk([mixed_folder])))
+    assert main(["scan", str(mixed_folder), "--out", str(out), "--resume"]) == 2

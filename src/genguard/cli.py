@@ -33,6 +33,7 @@ def _register_subsystems() -> None:
     from genguard.provenance import cli as provenance_cli
     from genguard.server import cli as server_cli
     from genguard.text import cli as text_cli
+    from genguard.video import cli as video_cli
 
     subsystems = (
         core_cli,
@@ -42,6 +43,7 @@ def _register_subsystems() -> None:
         audit_cli,
         server_cli,
         evaluation_cli,
+        video_cli,
     )
     for module in subsystems:
         module.register(app)

@@ -137,10 +137,44 @@ def scan_cmd(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="decoding threads")] = 2,
     threads: ThreadsOption = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    input_format: Annotated[
+        str, typer.Option("--format", help="folder | webdataset (tar shards) | parquet")
+    ] = "folder",
+    engine: Annotated[str, typer.Option("--engine", help="local | ray")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="join a Ray cluster (default: local)")
+    ] = None,
+    num_cpus: Annotated[int | None, typer.Option("--num-cpus", help="CPUs for local Ray")] = None,
+    cpus_per_worker: Annotated[float, typer.Option("--cpus-per-worker")] = 1.0,
+    image_column: Annotated[str, typer.Option("--image-column", help="Parquet input")] = "image",
+    id_column: Annotated[str | None, typer.Option("--id-column", help="Parquet input")] = None,
 ) -> None:
-    """Scan files and folders; write one JSONL record per input, in input order."""
+    """Scan files, folders, tar shards or Parquet; one record per input (JSONL or Parquet)."""
     if not paths:
         raise ConfigError("give at least one file or folder to scan")
+    from genguard.engines.cli import engine_scan, needs_engine
+
+    if needs_engine(input_format, engine, out):
+        summary = engine_scan(
+            paths,
+            out=out,
+            fmt=input_format,
+            engine=engine,
+            policy=policy,
+            backends=backend,
+            threads=threads,
+            batch_size=batch_size,
+            workers=workers,
+            cpus_per_worker=cpus_per_worker,
+            ray_address=ray_address,
+            num_cpus=num_cpus,
+            image_column=image_column,
+            id_column=id_column,
+            resume=resume,
+            progress=progress,
+        )
+        print_summary(summary, out)
+        return
     guard = _guard(policy, backend, threads)
     done = read_done_paths(out) if resume else set()
     items = [item for item in walk(paths) if item.path not in done]

@@ -244,7 +244,7 @@ def _finish_batch(
 ) -> None:
     loaded = [future.result() for future in futures]
     images = [x for x in loaded if isinstance(x, LoadedImage)]
-    decisions = iter(_check_tolerant(guard, images))
+    decisions = iter(check_tolerant(guard, images))
     for item, result in zip(batch, loaded, strict=True):
         outcome = result if isinstance(result, ContentError) else next(decisions)
         if isinstance(outcome, ContentError):
@@ -260,7 +260,7 @@ def _finish_batch(
     sink.flush()
 
 
-def _check_tolerant(guard: Guard, images: list[LoadedImage]) -> list[Decision | ContentError]:
+def check_tolerant(guard: Guard, images: Sequence[LoadedImage]) -> list[Decision | ContentError]:
     """Check a batch; if the batch fails, retry one by one so only the culprit errors."""
     if not images:
         return []

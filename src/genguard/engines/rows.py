@@ -1,0 +1,135 @@
+"""Samples -> output rows: decode, check with a Guard, flatten the decision.
+
+Shared by the local and the Ray engine so that both produce the same rows for the same
+inputs. A row is flat (one column per category score) so that a Parquet file of
+100M rows can be filtered with plain column predicates (``score_nudity > 0.6``); the
+shapes follow :func:`genguard.scan.decision_record` / ``error_record``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from genguard.content import LoadedImage, decode_bytes
+from genguard.errors import ContentError
+from genguard.guard import DEFAULT_BACKENDS, Guard
+from genguard.scan import check_tolerant, decision_record, error_record
+
+#: One float column per built-in image category (``score_<name>``). A fixed list, not the
+#: live registry: every worker process must produce the same schema whatever plugins it
+#: happened to import. Scores of other categories are in the ``categories`` JSON column.
+SCORE_CATEGORIES: tuple[str, ...] = (
+    "sexual_explicit",
+    "nudity",
+    "suggestive",
+    "face",
+    "violence",
+    "hate_symbol",
+    "hash_match",
+)
+ROW_SCHEMA_VERSION = "genguard.scan-row/1"
+
+
+@dataclass(frozen=True)
+class GuardFactory:
+    """Builds the Guard inside each worker (picklable, unlike a loaded Guard).
+
+    Why a factory: models must load once per worker process, not in the driver (a
+    Guard's onnxruntime sessions cannot be pickled, and shipping them would cost more
+    than loading them).
+    """
+
+    policy: str = "standard"
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
+    #: onnxruntime threads per model; ``None``: the local engine shares the machine's
+    #: cores between the models, the Ray engine gives each model of an actor its share
+    #: of ``cpus_per_worker``.
+    threads: int | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> Guard:
+        return Guard.from_policy(
+            self.policy, backends=self.backends, threads=self.threads, **self.kwargs
+        )
+
+
+def sample_row(sample_id: str, key: str | None, record: dict[str, Any]) -> dict[str, Any]:
+    """Flatten a scan record (decision or error) into one output row."""
+    scores = record["categories"]
+    row: dict[str, Any] = {
+        "id": sample_id,
+        "path": record["path"],
+        "key": key,
+        "action": record["action"],
+    }
+    for name in SCORE_CATEGORIES:
+        value = scores.get(name)
+        row[f"score_{name}"] = None if record["error_code"] else float(value or 0.0)
+    row.update(
+        {
+            "categories": json.dumps(scores, sort_keys=True),
+            "reasons": list(record["reasons"]),
+            "hard_rule": record["hard_rule"],
+            "regions": json.dumps(record["regions"]),
+            "sha256": record["sha256"],
+            "frames": int(record["frames"]),
+            "error": record["error"],
+            "error_code": record["error_code"],
+            "policy_id": record["policy_id"],
+        }
+    )
+    return row
+
+
+Loaded = LoadedImage | ContentError
+
+
+def load_sample(guard: Guard, sample: Any) -> Loaded:
+    """Decode one sample for analysis; any failure becomes a ContentError (never raises)."""
+    if sample.error is not None:
+        return sample.error
+    try:
+        if sample.data is not None:
+            return decode_bytes(sample.data, guard.limits)
+        return guard.load(sample.path)
+    except ContentError as exc:
+        return exc
+    except Exception as exc:  # a decoder bug must cost one row, not the scan
+        message = f"unexpected decoder failure: {type(exc).__name__}: {exc}"
+        return ContentError(message, code="corrupt")
+
+
+def rows_for(guard: Guard, samples: Sequence[Any], loaded: Sequence[Loaded]) -> list[dict]:
+    """Run the models on the decoded samples of a batch; one row per sample, in order."""
+    images = [x for x in loaded if isinstance(x, LoadedImage)]
+    decisions = iter(check_tolerant(guard, images))
+    rows = []
+    for sample, result in zip(samples, loaded, strict=True):
+        outcome = result if isinstance(result, ContentError) else next(decisions)
+        source = sample.path if sample.key is None else f"{sample.path}#{sample.key}"
+        if isinstance(outcome, ContentError):
+            record = error_record(source, outcome, guard.policy_id)
+        else:
+            record = decision_record(source, outcome)
+        rows.append(sample_row(sample.id, sample.key, record))
+    return rows
+
+
+class BatchChecker:
+    """Decodes a batch on a small thread pool, then checks it: the unit of work of both
+    engines. Decoding (Pillow, OpenCV) releases the GIL, so two decode threads keep the
+    models fed on two cores."""
+
+    def __init__(self, factory: Callable[[], Guard], decode_threads: int = 2) -> None:
+        self.guard = factory()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, decode_threads))
+
+    def decode(self, samples: Sequence[Any]) -> list[Loaded]:
+        return list(self._pool.map(lambda s: load_sample(self.guard, s), samples))
+
+    def __call__(self, samples: Sequence[Any]) -> list[dict]:
+        return rows_for(self.guard, samples, self.decode(samples))
