@@ -1,14 +1,21 @@
 """Gateway throughput and latency: HTTP on loopback vs the same Guard called in-process.
 
-For ``/v1/moderate/prompt`` and ``/v1/moderate/image`` (small benign photos) a bounded,
-self-stopping load loop sends ``--requests`` requests at ``--concurrency`` to a real
-``genguard serve`` subprocess (so client and server do not share a GIL). The anchor runs
-the same work on the same kind of Guard in this process, at the same concurrency, so the
-difference between the rows is what HTTP, auth, rate limiting and the audit log cost.
+For ``/v1/moderate/prompt`` and ``/v1/moderate/image`` (512x512 benign photos) a bounded,
+self-stopping load loop sends ``--requests`` requests at each ``--concurrency`` level
+(1, 8 and 32 by default) to a real ``genguard serve`` subprocess (so client and server do
+not share a GIL). The anchor runs the same Guard calls in this process at the same
+concurrency, so the difference is what HTTP, auth, rate limiting, the PDQ hash and the
+audit-row commit cost.
+
+Fairness: the gateway runs the work on ``--workers`` threads whatever the number of
+clients (extra requests wait in its queue). The anchor does the same: ``concurrency``
+client threads submit to a pool of ``--workers`` threads and wait, so both sides offer the
+same load to the same parallelism and both latencies include the wait for a worker.
+
 Then the rate limiter's decisions per second, in memory and (when ``redis-server`` is
 installed) in a real Redis started for the run.
 
-    python bench/gateway.py [--requests 200] [--concurrency 8] [--policy standard]
+    python bench/gateway.py [--requests 200] [--concurrency 1 8 32] [--workers 4] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -37,10 +44,10 @@ PROMPTS = [
 ]
 
 
-def benign_images(count: int = 8, side: int = 320) -> list[bytes]:
-    """Small JPEGs of scikit-image's sample photos (or gradients without scikit-image)."""
+def benign_images(count: int = 8, side: int = 512) -> list[bytes]:
+    """``side`` x ``side`` JPEGs of scikit-image's sample photos (gradients without it)."""
     import numpy as np
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     try:
         import skimage.data
@@ -52,51 +59,102 @@ def benign_images(count: int = 8, side: int = 320) -> list[bytes]:
         sources = [Image.fromarray(np.dstack([ramp[None, :].repeat(side, 0)] * 3))]
     images = []
     for index in range(count):
-        image = sources[index % len(sources)].copy()
-        image.thumbnail((side, side))
+        image = ImageOps.fit(sources[index % len(sources)], (side, side))
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=85 + index % 10)
         images.append(buffer.getvalue())
     return images
 
 
-def summarise(name: str, latencies: list[float], wall: float, errors: int = 0) -> dict:
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system, all threads) of this process or of process ``pid``.
+
+    On a machine shared with other jobs the rates swing with the neighbours' load; CPU
+    per request does not, and it is what bounds throughput once the cores are busy.
+    """
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def summarise(
+    route: str,
+    path: str,
+    conc: int,
+    latencies: list[float],
+    wall: float,
+    cpu: float,
+    errors: int = 0,
+    client_cpu: float = 0.0,
+) -> dict:
+    """Rate, latencies and CPU per request of one run (``cpu``: the process doing the work;
+    ``client_cpu``: the HTTP load generator's, which a real client pays elsewhere)."""
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return {
-        "name": name,
+        "route": route,
+        "path": path,
+        "conc": conc,
         "n": len(latencies),
         "rps": len(latencies) / wall,
         "p50": statistics.median(ordered) * 1000,
         "p99": p99 * 1000,
+        "cpu": cpu / len(latencies) * 1000,
+        "client_cpu": client_cpu / len(latencies) * 1000,
         "errors": errors,
     }
+
+
+def median_row(rounds: list[dict]) -> dict:
+    """One row from repeated rounds: medians of rate and latencies, totals of counts."""
+    row = dict(rounds[0])
+    for name in ("rps", "p50", "p99", "cpu", "client_cpu"):
+        row[name] = statistics.median(r[name] for r in rounds)
+    row["n"] = sum(r["n"] for r in rounds)
+    row["errors"] = sum(r["errors"] for r in rounds)
+    return row
 
 
 # -- in-process anchor --------------------------------------------------------------------
 
 
-def run_inprocess(name: str, work: Callable[[int], object], requests: int, conc: int) -> dict:
-    def timed(index: int) -> float:
-        started = time.perf_counter()
-        work(index)
-        return time.perf_counter() - started
-
+def run_inprocess(
+    work: Callable[[int], object], requests: int, conc: int, workers: int
+) -> tuple[list[float], float, float]:
+    """``conc`` clients submit ``work`` to ``workers`` threads, as the gateway's pool does."""
     for index in range(min(4, requests)):  # warm-up: models loaded, caches primed
         work(index)
-    started = time.perf_counter()
-    with ThreadPoolExecutor(conc) as pool:
-        latencies = list(pool.map(timed, range(requests)))
-    return summarise(name, latencies, time.perf_counter() - started)
+    with ThreadPoolExecutor(workers) as pool:
+
+        def timed(index: int) -> float:
+            started = time.perf_counter()
+            pool.submit(work, index).result()
+            return time.perf_counter() - started
+
+        started, cpu = time.perf_counter(), cpu_seconds()
+        with ThreadPoolExecutor(conc) as clients:
+            latencies = list(clients.map(timed, range(requests)))
+    return latencies, time.perf_counter() - started, cpu_seconds() - cpu
 
 
 # -- HTTP load loop -----------------------------------------------------------------------
 
 
 async def http_load(
-    url: str, key: str, route: str, bodies: list[dict], requests: int, conc: int
-) -> tuple[list[float], float, int]:
-    """Exactly ``requests`` requests by ``conc`` workers; stops by itself."""
+    url: str,
+    key: str,
+    route: str,
+    bodies: list[dict],
+    requests: int,
+    conc: int,
+    server_pid: int | None = None,
+) -> tuple[list[float], float, int, float, float]:
+    """Exactly ``requests`` requests by ``conc`` workers; stops by itself.
+
+    Returns latencies, wall time, errors, and the CPU seconds of the server and the client.
+    """
     import httpx
 
     latencies: list[float] = []
@@ -118,9 +176,15 @@ async def http_load(
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         for body in bodies[:4]:  # warm-up
             await client.post(route, headers=headers, **body)
-        started = time.perf_counter()
+        started, client_cpu, server = time.perf_counter(), cpu_seconds(), server_cpu(server_pid)
         await asyncio.gather(*(worker(client) for _ in range(conc)))
-    return latencies, time.perf_counter() - started, errors
+        server = server_cpu(server_pid) - server
+        client_cpu = cpu_seconds() - client_cpu
+    return latencies, time.perf_counter() - started, errors, server, client_cpu
+
+
+def server_cpu(pid: int | None) -> float:
+    return 0.0 if pid is None else cpu_seconds(pid)
 
 
 def free_port() -> int:
@@ -211,65 +275,159 @@ def redis_rate() -> float | None:
 # -- main ---------------------------------------------------------------------------------
 
 
+def print_rows(rows: list[dict]) -> None:
+    print(f"{'route':8} {'conc':>4} {'path':9} {'n':>5} {'req/s':>8} {'p50 ms':>8} "
+          f"{'p99 ms':>8} {'CPU ms/req':>10} {'client CPU':>10} {'errors':>6}")  # fmt: skip
+    for row in rows:
+        client = f"{row['client_cpu']:>10.2f}" if row["path"] == "HTTP" else f"{'':>10}"
+        print(
+            f"{row['route']:8} {row['conc']:>4} {row['path']:9} {row['n']:>5} "
+            f"{row['rps']:>8.1f} {row['p50']:>8.1f} {row['p99']:>8.1f} {row['cpu']:>10.2f} "
+            f"{client} {row['errors']:>6}"
+        )
+
+
+def print_ratios(rows: list[dict]) -> None:
+    """The gateway's overhead at each route and concurrency, by rate and by CPU.
+
+    ``req/s Guard/HTTP`` is the whole overhead of going through the gateway (target:
+    under 1.15 at concurrency 8), load generator included, as it shares the machine.
+    ``CPU HTTP/Guard`` compares the server's CPU per request with the Guard's alone:
+    the gateway's own cost without the client's, and without the neighbours' noise that
+    moves every rate on a shared machine. ``pipeline`` columns split the cost: the same
+    pipeline (Guard + SHA-256 + PDQ + audit row) called in-process, against HTTP.
+    """
+    by_key = {(r["route"], r["conc"], r["path"]): r for r in rows}
+    print(f"\n{'route':8} {'conc':>4} {'req/s Guard/HTTP':>17} {'CPU HTTP/Guard':>15} "
+          f"{'CPU pipeline/Guard':>19} {'CPU HTTP/pipeline':>18} {'p50 HTTP/Guard':>15} "
+          f"{'p99 HTTP/Guard':>15}")  # fmt: skip
+    for route, conc, path in by_key:
+        if path != "Guard":
+            continue
+        guard, http = by_key[(route, conc, "Guard")], by_key[(route, conc, "HTTP")]
+        pipeline = by_key[(route, conc, "pipeline")]
+        print(
+            f"{route:8} {conc:>4} {guard['rps'] / http['rps']:>17.2f} "
+            f"{http['cpu'] / guard['cpu']:>15.2f} {pipeline['cpu'] / guard['cpu']:>19.2f} "
+            f"{http['cpu'] / pipeline['cpu']:>18.2f} {http['p50'] / guard['p50']:>15.2f} "
+            f"{http['p99'] / guard['p99']:>15.2f}"
+        )
+
+
+def in_process_paths(
+    folder: Path, policy: str, workers: int, prompts: list[str], images: list[bytes]
+) -> tuple[dict[str, dict[str, Callable[[int], object]]], Callable[[], None]]:
+    """The work of each route, as a bare Guard call and as the gateway's pipeline.
+
+    Both use the Guard exactly as ``genguard serve`` builds it (same policy, detectors and
+    thread counts), from the gateway's own registry; the pipeline also hashes the content
+    (SHA-256, PDQ) and commits an audit row to its own SQLite file, as a request does.
+    """
+    from genguard.server.app import build_gateway
+    from genguard.server.config import parse_config
+    from genguard.server.pipeline import Caller
+    from genguard.server.schemas import PromptRequest
+
+    config = parse_config(
+        {
+            "server": {"workers": workers},
+            "store": {"data_dir": str(folder / "inprocess")},
+            "policies": {"default": policy, "profiles": {policy: policy}},
+        }
+    )
+    gateway = build_gateway(config)
+    guard = gateway.guards.get(policy)
+    pipeline = gateway.pipeline
+    bodies = [PromptRequest(prompt=p) for p in prompts]
+
+    def caller(index: int) -> Caller:
+        return Caller("bench", policy, f"bench-{index:08d}")
+
+    paths: dict[str, dict[str, Callable[[int], object]]] = {
+        "prompt": {
+            "Guard": lambda i: guard.check_prompt(prompts[i % len(prompts)]),
+            "pipeline": lambda i: pipeline.moderate_prompt(
+                guard, bodies[i % len(bodies)], caller(i)
+            ),
+        },
+        "image": {
+            "Guard": lambda i: guard.check_image(images[i % len(images)]),
+            "pipeline": lambda i: pipeline.moderate_image(
+                guard, images[i % len(images)], caller(i)
+            ),
+        },
+    }
+    return paths, gateway.close
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=200, help="per route, path and level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--policy", default="standard")
     parser.add_argument("--workers", type=int, default=4, help="gateway worker threads")
+    parser.add_argument("--side", type=int, default=512, help="image width and height")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per row (median)")
     args = parser.parse_args()
 
-    from genguard.guard import Guard
-
-    images = benign_images()
-    guard = Guard.from_policy(args.policy)
-    rows = [
-        run_inprocess(
-            "in-process Guard.check_prompt",
-            lambda i: guard.check_prompt(PROMPTS[i % len(PROMPTS)]),
-            args.requests,
-            args.concurrency,
+    images = benign_images(side=args.side)
+    # Every prompt differs (no cache can help either side); all paths send the same ones.
+    prompts = [f"{PROMPTS[i % len(PROMPTS)]} #{i}" for i in range(max(args.requests, 8))]
+    http_routes = {
+        "prompt": ("/v1/moderate/prompt", [{"json": {"prompt": p}} for p in prompts]),
+        "image": (
+            "/v1/moderate/image",
+            [{"files": {"image": ("x.jpg", data, "image/jpeg")}} for data in images],
         ),
-        run_inprocess(
-            "in-process Guard.check_image",
-            lambda i: guard.check_image(images[i % len(images)]),
-            args.requests,
-            args.concurrency,
-        ),
-    ]
+    }
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="genguard-bench-") as tmp:
+        work, close = in_process_paths(Path(tmp), args.policy, args.workers, prompts, images)
         proc, url, key = start_gateway(Path(tmp), args.policy, args.workers)
         try:
-            prompt_bodies = [{"json": {"prompt": p}} for p in PROMPTS]
-            image_bodies = [{"files": {"image": ("x.jpg", data, "image/jpeg")}} for data in images]
-            for name, route, bodies in (
-                ("HTTP /v1/moderate/prompt", "/v1/moderate/prompt", prompt_bodies),
-                ("HTTP /v1/moderate/image", "/v1/moderate/image", image_bodies),
-            ):
-                latencies, wall, errors = asyncio.run(
-                    http_load(url, key, route, bodies, args.requests, args.concurrency)
-                )
-                rows.append(summarise(name, latencies, wall, errors))
+            for route in ("prompt", "image"):
+                # A discarded round first: lazily built parts (the prompt analyser, which
+                # the gateway does not preload) and caches warm up on every path.
+                warm = min(args.requests, 40)
+                for path in ("Guard", "pipeline"):
+                    run_inprocess(work[route][path], warm, 4, args.workers)
+                target, bodies = http_routes[route]
+                asyncio.run(http_load(url, key, target, bodies, warm, 4))
+                for conc in args.concurrency:
+                    # The three paths back to back, ``--repeat`` times: drift in the
+                    # machine's background load hits them alike, and the median drops
+                    # the round a neighbour's burst landed on.
+                    runs: dict[str, list[dict]] = {"Guard": [], "pipeline": [], "HTTP": []}
+                    for _round in range(args.repeat):
+                        for path in ("Guard", "pipeline"):
+                            latencies, wall, cpu = run_inprocess(
+                                work[route][path], args.requests, conc, args.workers
+                            )
+                            runs[path].append(summarise(route, path, conc, latencies, wall, cpu))
+                        target, bodies = http_routes[route]
+                        latencies, wall, errors, cpu, client_cpu = asyncio.run(
+                            http_load(url, key, target, bodies, args.requests, conc, proc.pid)
+                        )
+                        runs["HTTP"].append(
+                            summarise(route, "HTTP", conc, latencies, wall, cpu, errors, client_cpu)
+                        )
+                    rows.extend(median_row(found) for found in runs.values())
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+            close()
 
-    rows.sort(key=lambda r: ("image" in r["name"], "HTTP" in r["name"]))
     from genguard.server.ratelimit import MemoryRateLimiter
 
     memory = limiter_rate(MemoryRateLimiter())
     redis = redis_rate()
-    cores = os.cpu_count()
     print(
-        f"\nrequests={args.requests} concurrency={args.concurrency} policy={args.policy} "
-        f"cores={cores}"
+        f"\nrequests={args.requests} x {args.repeat} rounds per row (medians), "
+        f"policy={args.policy}, images {args.side}x{args.side} JPEG (multipart upload), "
+        f"gateway workers={args.workers}, cores={os.cpu_count()}"
     )
-    print(f"{'path':34} {'n':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
-    for row in rows:
-        print(
-            f"{row['name']:34} {row['n']:>5} {row['rps']:>8.1f} {row['p50']:>8.1f} "
-            f"{row['p99']:>8.1f} {row['errors']:>6}"
-        )
+    print_rows(rows)
+    print_ratios(rows)
     print(f"\n{'rate limiter':34} {'decisions/s':>12}")
     print(f"{'in memory':34} {memory:>12,.0f}")
     redis_text = f"{redis:>12,.0f}" if redis is not None else "   (no redis-server)"

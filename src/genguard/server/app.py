@@ -46,7 +46,7 @@ from genguard.server.errors import ApiError, error_body, status_for
 from genguard.server.metrics import GatewayMetrics
 from genguard.server.pipeline import Caller, Pipeline
 from genguard.server.ratelimit import MemoryRateLimiter, RateLimiter, create_limiter
-from genguard.server.schemas import GenerateRequest, PromptRequest
+from genguard.server.schemas import GenerateRequest, PromptRequest, error_responses
 from genguard.server.services import GeneratorService, GuardRegistry, JobRunner, Watermarker
 from genguard.store import Store, open_store
 
@@ -399,6 +399,9 @@ _IMAGE_BODY_DOC = {
 }
 
 
+#: Errors every authenticated moderation route can answer (generation adds 502).
+_MODERATION_ERRORS = error_responses(400, 401, 413, 415, 422, 429, 503, 504)
+
 # -- the app ------------------------------------------------------------------------------
 
 
@@ -461,7 +464,12 @@ def _add_routes(app: FastAPI, gateway: Gateway) -> None:
         """Prometheus text exposition."""
         return Response(gateway.metrics.render(), media_type=gateway.metrics.content_type)
 
-    @app.post("/v1/moderate/image", tags=["moderation"], openapi_extra=_IMAGE_BODY_DOC)
+    @app.post(
+        "/v1/moderate/image",
+        tags=["moderation"],
+        openapi_extra=_IMAGE_BODY_DOC,
+        responses=_MODERATION_ERRORS,
+    )
     async def moderate_image(request: Request, key: Key, publish: bool = False) -> dict[str, Any]:
         """Check an image under the key's policy.
 
@@ -475,7 +483,10 @@ def _add_routes(app: FastAPI, gateway: Gateway) -> None:
         )
 
     @app.post(
-        "/v1/moderate/prompt", tags=["moderation"], openapi_extra=_json_body_doc(PromptRequest)
+        "/v1/moderate/prompt",
+        tags=["moderation"],
+        openapi_extra=_json_body_doc(PromptRequest),
+        responses=_MODERATION_ERRORS,
     )
     async def moderate_prompt(request: Request, key: Key) -> dict[str, Any]:
         """Check a prompt (and, apart, its negative prompt) under the key's policy."""
@@ -490,7 +501,12 @@ def _add_routes(app: FastAPI, gateway: Gateway) -> None:
             "decision": decision.to_dict(),
         }
 
-    @app.post("/v1/generate", tags=["generation"], openapi_extra=_json_body_doc(GenerateRequest))
+    @app.post(
+        "/v1/generate",
+        tags=["generation"],
+        openapi_extra=_json_body_doc(GenerateRequest),
+        responses={**_MODERATION_ERRORS, **error_responses(502)},
+    )
     async def generate(request: Request, key: Key) -> dict[str, Any]:
         """Prompt check, generation, output check, censor/placeholder, watermark.
 

@@ -32,7 +32,7 @@ from genguard.server.auditlog import AuditEntry, AuditLog, perceptual_hash
 from genguard.server.config import GeneratorSection
 from genguard.server.metrics import GatewayMetrics
 from genguard.server.schemas import GenerateRequest, PromptRequest
-from genguard.server.services import GeneratorService, Watermarker
+from genguard.server.services import GeneratorService, Watermarker, commit_results
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,8 @@ class Pipeline:
                 )
             )
             outputs.append({"index": index, **self._publish(guard, image, decision, seed)})
+        # Past the timeout the client already has its 504: write no image rows then.
+        commit_results(caller.request_id)
         for output, audit_id in zip(outputs, self._record(entries), strict=True):
             output["audit_id"] = audit_id
         result["images"] = outputs

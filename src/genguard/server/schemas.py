@@ -62,3 +62,38 @@ class GenerateRequest(_Body):
         if value is not None and value % 8:
             raise ValueError("must be a multiple of 8")
         return value
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable machine-readable ``code`` and a human ``message``."""
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx and 5xx answer (documented so clients can rely on it)."""
+
+    error: ErrorDetail
+
+
+#: Error statuses as the OpenAPI spec documents them (docs/gateway.md has the full table).
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "the body is not JSON, is empty, or is a broken multipart form",
+    401: "API key missing, unknown or revoked",
+    413: "body over server.max_body_bytes, or image over the policy's pixel limit",
+    415: "not an image, or the wrong kind of body for this route",
+    422: "invalid fields, values outside this gateway's bounds, or unusable content",
+    429: "the key's rate limit is reached (see Retry-After)",
+    502: "the generator backend failed or could not be reached",
+    503: "the gateway is at capacity, or a model or policy is unavailable",
+    504: "the work took longer than server.request_timeout_s",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses`` for ``statuses``, all with the :class:`ErrorBody` shape."""
+    return {
+        status: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }

@@ -9,6 +9,7 @@ which keeps latency honest under overload instead of queueing without limit.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import threading
@@ -117,6 +118,70 @@ class GuardRegistry:
         guard.check_image(np.full((64, 64, 3), 128, dtype=np.uint8))
 
 
+class JobAbandoned(Exception):
+    """Raised in a worker when its request already answered 504: discard the results."""
+
+
+class _Job:
+    """One request's work, which either commits its results or is abandoned, never both.
+
+    The timeout fires on the event loop while the work goes on in a thread (Python cannot
+    kill it). Without this handshake, work that finishes after its client got a 504 would
+    still write audit rows for images nobody received.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = "running"
+
+    def commit(self) -> bool:
+        """Claim the right to write results; False if the request was abandoned."""
+        with self._lock:
+            if self._state == "abandoned":
+                return False
+            self._state = "committing"
+            return True
+
+    def abandon(self) -> bool:
+        """Give up on the work (504); False if it is already committing its results."""
+        with self._lock:
+            if self._state == "committing":
+                return False
+            self._state = "abandoned"
+            return True
+
+    def execute(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._state == "abandoned":  # timed out while waiting for a worker: skip it
+            raise JobAbandoned
+        token = _current_job.set(self)
+        try:
+            return fn(*args)
+        finally:
+            _current_job.reset(token)
+
+
+_current_job: contextvars.ContextVar[_Job | None] = contextvars.ContextVar(
+    "genguard_job", default=None
+)
+
+
+def commit_results(request_id: str = "") -> None:
+    """Call right before writing a request's final results (JobAbandoned if it timed out).
+
+    Outside a :class:`JobRunner` (direct calls, benchmarks) there is nothing to abandon.
+    """
+    job = _current_job.get()
+    if job is not None and not job.commit():
+        log.info("work finished after its 504; results discarded", extra={"request_id": request_id})
+        raise JobAbandoned
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark an abandoned job's outcome as seen (no "exception never retrieved" noise)."""
+    if not future.cancelled():
+        future.exception()
+
+
 class JobRunner:
     """Runs blocking functions on a bounded pool with a bounded queue and a timeout."""
 
@@ -137,13 +202,18 @@ class JobRunner:
             )
         self._pending += 1
         self.metrics.in_flight.inc()
+        job = _Job()
         try:
-            future = self._executor.submit(fn, *args)
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
-        except TimeoutError:
-            raise ApiError(
-                504, "timeout", f"the request took longer than {self.timeout_s:g} s"
-            ) from None
+            future = asyncio.wrap_future(self._executor.submit(job.execute, fn, *args))
+            future.add_done_callback(_retrieve)
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
+            except TimeoutError:
+                if job.abandon():
+                    raise ApiError(
+                        504, "timeout", f"the request took longer than {self.timeout_s:g} s"
+                    ) from None
+                return await future  # already writing its results: answer with them
         finally:
             self._pending -= 1
             self.metrics.in_flight.dec()
