@@ -9,18 +9,7 @@ from typing import Annotated
 import tomli_w
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
 from genguard import __version__
 from genguard.content import save_like
@@ -28,6 +17,7 @@ from genguard.decision import Decision
 from genguard.errors import ConfigError
 from genguard.guard import DEFAULT_BACKENDS, Guard, WatermarkSettings
 from genguard.policy import BUILTIN_PROFILES, load_policy
+from genguard.progress import progress_bar
 from genguard.scan import ScanSummary, _truncate_torn_tail, read_done_paths, scan, walk
 
 console = Console()
@@ -181,7 +171,7 @@ def scan_cmd(
     if resume:
         _truncate_torn_tail(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a" if resume else "w", encoding="utf-8") as sink, _progress(progress) as bar:
+    with out.open("a" if resume else "w", encoding="utf-8") as sink, progress_bar(progress) as bar:
         task = bar.add_task("scanning", total=len(items))
         summary = scan(
             guard,
@@ -193,27 +183,6 @@ def scan_cmd(
         )
     summary.skipped_resumed = len(done)
     print_summary(summary, out)
-
-
-class ImagesPerSecondColumn(ProgressColumn):
-    """Throughput, the number an operator sizes hardware with."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- img/s" if speed is None else f"{speed:.1f} img/s", style="cyan")
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        ImagesPerSecondColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
 
 
 def print_summary(summary: ScanSummary, out: Path) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audit_helpers import FakeClassifier, build_tiny_pipeline
+from audit_helpers import FakeClassifier
+from tests.tiny_diffusers import build_tiny_pipeline
 
 from genguard.audit import GenerationSettings, create_generator, run_audit, write_report
 from genguard.audit.classify import GuardClassifier

@@ -187,7 +187,7 @@ def test_gateway_with_tiny_diffusers_pipeline(harness_factory, tmp_path: Path) -
     pytest.importorskip("torch")
     pytest.importorskip("diffusers")
     pytest.importorskip("transformers")
-    from tests.server.tiny_diffusers import build_tiny_pipeline
+    from tests.tiny_diffusers import build_tiny_pipeline
 
     folder = build_tiny_pipeline(tmp_path / "tiny")
     harness = harness_factory(

@@ -15,19 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
-
 from genguard.engines.parquet_out import open_writer, row_schema
 from genguard.engines.rows import SCORE_CATEGORIES, GuardFactory
 from genguard.engines.sources import (
@@ -41,6 +28,7 @@ from genguard.engines.sources import (
 )
 from genguard.errors import ConfigError
 from genguard.guard import Guard
+from genguard.progress import Progress, progress_bar
 from genguard.scan import ScanSummary
 
 Engine = Literal["local", "ray"]
@@ -122,7 +110,7 @@ def _run_local(
     total = _total(paths, fmt)
     writer = open_writer(out)
     try:
-        with _progress(options.progress) as bar:
+        with progress_bar(options.progress) as bar:
             task = bar.add_task("scanning (local)", total=total)
             return run_local(
                 iter_samples(paths, fmt, source),
@@ -164,7 +152,7 @@ def _run_ray(
     total = None if ray_options.ray_readers else _total(paths, fmt)
     writer = open_writer(out)
     try:
-        with _progress(options.progress) as bar:
+        with progress_bar(options.progress) as bar:
             task = bar.add_task("scanning (ray)", total=total)
             return run_ray(
                 paths,
@@ -202,27 +190,6 @@ def _total(paths: Sequence[str | Path], fmt: Format) -> int | None:
                 total += 1  # the file's error row
         return total
     return None  # tar shards: counting means reading them
-
-
-class SamplesPerSecondColumn(ProgressColumn):
-    """Throughput, the number an operator sizes hardware with."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- img/s" if speed is None else f"{speed:.1f} img/s", style="cyan")
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        SamplesPerSecondColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
 
 
 def read_rows(out: Path) -> list[dict[str, Any]]:

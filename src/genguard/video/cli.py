@@ -17,21 +17,11 @@ from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
 from genguard.errors import ContentError
 from genguard.guard import DEFAULT_BACKENDS, Guard
+from genguard.progress import progress_bar
 from genguard.video.decode import VideoReader
 from genguard.video.gating import GateConfig
 from genguard.video.pipeline import VideoOptions, VideoReport, error_record, screen_video
@@ -138,7 +128,7 @@ def _run(
 
     try:
         total = _frame_count(clip)
-        with _progress(progress) as bar:
+        with progress_bar(progress, unit="frames/s", decimals=0) as bar:
             task = bar.add_task("screening", total=total)
             report = screen_video(
                 guard,
@@ -160,27 +150,6 @@ def _run(
 def _frame_count(clip: Path) -> int | None:
     with VideoReader(clip) as reader:
         return reader.info.frame_count
-
-
-class FramesPerSecondColumn(ProgressColumn):
-    """Effective screening speed, decoding included."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- frames/s" if speed is None else f"{speed:.0f} frames/s", style="cyan")
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        FramesPerSecondColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
 
 
 def print_report(report: VideoReport, out: Path | None) -> None:
