@@ -15,10 +15,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -175,23 +175,34 @@ class MiniLMEncoder:
         padding is masked, so results do not depend on batching.
         """
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
-        with self._lock:
-            encodings = self._tokenizer.encode_batch(list(texts))
-        token_ids = [e.ids for e in encodings]
-        order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            length = max(len(token_ids[i]) for i in chunk)
-            ids = np.zeros((len(chunk), length), dtype=np.int64)
-            mask = np.zeros((len(chunk), length), dtype=np.int64)
-            for row, i in enumerate(chunk):
-                seq = token_ids[i]
-                ids[row, : len(seq)] = seq
-                mask[row, : len(seq)] = 1
+        for chunk, ids, mask in padded_batches(self._tokenizer, self._lock, texts, batch_size):
             out[chunk] = self._forward(ids, mask)
         return out
+
+
+def padded_batches(
+    tokenizer: Any, lock: threading.Lock, texts: Sequence[str], batch_size: int
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """Tokenise ``texts`` and yield (indices, ids, attention mask) batches.
+
+    Inputs are sorted by token count so each batch pads to about the same length; the
+    mask hides padding, so results do not depend on batching. Shared by both encoders.
+    """
+    if not texts:
+        return
+    with lock:  # tokenizers' Tokenizer is not safe to call from several threads at once
+        encodings = tokenizer.encode_batch(list(texts))
+    token_ids = [e.ids for e in encodings]
+    order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        length = max(len(token_ids[i]) for i in chunk)
+        ids = np.zeros((len(chunk), length), dtype=np.int64)
+        mask = np.zeros((len(chunk), length), dtype=np.int64)
+        for row, i in enumerate(chunk):
+            ids[row, : len(token_ids[i])] = token_ids[i]
+            mask[row, : len(token_ids[i])] = 1
+        yield chunk, ids, mask
 
 
 #: ``GENGUARD_ENCODER``: ``numpy`` (no extra dependency), ``onnx`` (onnxruntime, same

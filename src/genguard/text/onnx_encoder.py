@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genguard.text.encoder import MAX_TOKENS, model_dir
+from genguard.text.encoder import MAX_TOKENS, model_dir, padded_batches
 
 _GRAPH_VERSION = "minilm-onnx/2"
 
@@ -242,20 +242,7 @@ class OnnxMiniLMEncoder:
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """Unit vectors for ``texts`` (batches sorted by length, padding masked)."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
-        with self._lock:
-            encodings = self._tokenizer.encode_batch(list(texts))
-        token_ids = [e.ids for e in encodings]
-        order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            length = max(len(token_ids[i]) for i in chunk)
-            ids = np.zeros((len(chunk), length), dtype=np.int64)
-            mask = np.zeros((len(chunk), length), dtype=np.int64)
-            for row, i in enumerate(chunk):
-                ids[row, : len(token_ids[i])] = token_ids[i]
-                mask[row, : len(token_ids[i])] = 1
+        for chunk, ids, mask in padded_batches(self._tokenizer, self._lock, texts, batch_size):
             (pooled,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
             out[chunk] = pooled / np.maximum(norms, 1e-12)
