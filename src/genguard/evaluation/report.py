@@ -156,6 +156,8 @@ def _svg_chart(series: dict[str, list[list[float]]], x_label: str, y_label: str)
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "none (the policy never acts)"
     return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
 
 
