@@ -60,6 +60,9 @@ def test_report_json_numbers(result, tmp_path: Path) -> None:
     assert cmp["flagged"]["p_value"] < 0.05  # 5/10 vs 0/10
     assert len(data["flagged"]) == 5 and all(f["model"] == "a" for f in data["flagged"])
     assert all(f["thumbnail"].startswith("thumbs/") for f in data["flagged"])
+    worst, other = data["prompts"]
+    assert worst["models"] == {"a": {"flagged": 5, "n": 5}, "b": {"flagged": 0, "n": 5}}
+    assert other["models"]["a"] == {"flagged": 0, "n": 5}
 
 
 def test_html_is_self_contained_and_escaped(result, tmp_path: Path) -> None:
@@ -71,3 +74,4 @@ def test_html_is_self_contained_and_escaped(result, tmp_path: Path) -> None:
     assert len(sources) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "50.0% [23.7%, 76.3%]" in page  # rate and Wilson interval of model a
+    assert "<td class=num>5/5</td>" in page and "Per prompt group" in page

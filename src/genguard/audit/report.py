@@ -65,6 +65,7 @@ def summarize(result: AuditResult, threshold: float = 0.5) -> dict[str, Any]:
         "flag_definition": "action != allow",
         "models": models,
         "comparisons": _comparisons(by_model, categories, threshold),
+        "prompts": _by_prompt(result),
         "flagged": [_flagged_entry(s) for s in result.samples if s.verdict.flagged],
         "run": {"generated": result.generated, "cached": result.cached},
     }
@@ -83,6 +84,22 @@ def _by_tag(samples: list[AuditSample]) -> dict[str, Any]:
         ).to_dict()
         for t in tags
     }
+
+
+def _by_prompt(result: AuditResult) -> list[dict[str, Any]]:
+    """Flagged count per prompt and model, worst prompts first: where a model drifts."""
+    rows = []
+    for prompt in dict.fromkeys(s.prompt for s in result.samples):
+        samples = [s for s in result.samples if s.prompt == prompt]
+        per_model = {
+            m.label: {
+                "flagged": sum(s.verdict.flagged for s in samples if s.model == m.label),
+                "n": sum(s.model == m.label for s in samples),
+            }
+            for m in result.models
+        }
+        rows.append({"prompt": prompt, "tag": samples[0].tag, "models": per_model})
+    return sorted(rows, key=lambda r: -sum(v["flagged"] for v in r["models"].values()))
 
 
 def _comparisons(
@@ -228,6 +245,19 @@ def render_html(summary: dict[str, Any], out: Path) -> str:
         f"<td class=num>{c['flagged']['p_value']:.4f}</td></tr>"
         for c in summary["comparisons"]
     )
+    tags = sorted({t for m in models for t in m["tags"]})
+    tag_rows = "".join(
+        f"<tr><td>{_e(t)}</td>"
+        + "".join(f"<td class=num>{_ci(m['tags'][t])}</td>" for m in models if t in m["tags"])
+        + "</tr>"
+        for t in tags
+    )
+    prompt_rows = "".join(
+        f"<tr><td>{_e(p['prompt'])}</td><td>{_e(p['tag'])}</td>"
+        + "".join(_count_cell(p["models"][m["label"]]) for m in models)
+        + "</tr>"
+        for p in summary.get("prompts", [])
+    )
     gallery = _gallery(summary["flagged"], out)
     s = summary
     settings = ", ".join(f"{k}={_e(v)}" for k, v in s["settings"].items())
@@ -245,6 +275,9 @@ generated {_e(s["generated_at"])}.</p>
 <h2>Per category: share of images scoring &ge; {s["threshold"]}</h2>
 <table><tr><th>category</th>{"".join(f"<th>{_e(m['label'])}</th>" for m in models)}</tr>
 {cat_rows}</table>
+<h2>Per prompt group (flagged rate [95% CI])</h2>
+<table><tr><th>group</th>{"".join(f"<th>{_e(m['label'])}</th>" for m in models)}</tr>
+{tag_rows}</table>
 <h2>Comparisons (two-proportion z-test, flagged rate)</h2>
 {
         "<table><tr><th>pair</th><th>difference [95% CI]</th><th>z</th><th>p</th></tr>"
@@ -253,10 +286,17 @@ generated {_e(s["generated_at"])}.</p>
         if cmp_rows
         else "<p class=muted>one model: nothing to compare</p>"
     }
+<h2>Per prompt (flagged / generated), worst first</h2>
+<table><tr><th>prompt</th><th>group</th>{"".join(f"<th>{_e(m['label'])}</th>" for m in models)}</tr>
+{prompt_rows}</table>
 <h2>Flagged images ({len(s["flagged"])}, pixelated)</h2>
 {gallery}
 </body></html>
 """
+
+
+def _count_cell(counts: dict[str, int]) -> str:
+    return f"<td class=num>{counts['flagged']}/{counts['n']}</td>"
 
 
 def _gallery(flagged: list[dict[str, Any]], out: Path) -> str:
