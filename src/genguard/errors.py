@@ -53,3 +53,9 @@ class MissingExtraError(GenguardError):
         super().__init__(
             f"{purpose} needs the '{package}' package: pip install 'genguard[{extra}]'"
         )
+
+
+class DeviceMemoryError(GenguardError):
+    """The accelerator (or host) ran out of memory; the message says what to lower."""
+
+    code = "out_of_memory"

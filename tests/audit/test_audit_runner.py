@@ -142,3 +142,26 @@ def test_bad_arguments(tmp_path: Path) -> None:
     assert model_labels(["a/x.safetensors", "b/x.safetensors"], None) == ["x", "x-2"]
     with pytest.raises(ConfigError, match="1 label"):
         model_labels(["a", "b"], ["only-one"])
+
+
+def test_out_of_memory_becomes_a_clear_error() -> None:
+    """A device OOM names what to lower instead of surfacing a CUDA traceback."""
+    torch = pytest.importorskip("torch")
+    from genguard.audit.generators import DiffusersGenerator, GenerationSettings
+    from genguard.errors import DeviceMemoryError
+
+    def exhausted(**_kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def broken(**_kwargs):
+        raise RuntimeError("shape mismatch")
+
+    generator = object.__new__(DiffusersGenerator)
+    generator._torch, generator.device, generator.pipe = torch, "cpu", exhausted
+    settings = GenerationSettings(width=768, height=768, steps=1)
+    with pytest.raises(DeviceMemoryError, match=r"one 768x768 image \(batch size 1") as info:
+        generator.generate("a bowl of fruit", 0, settings)
+    assert info.value.code == "out_of_memory" and "--width/--height" in str(info.value)
+    generator.pipe = broken
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # other errors are not renamed
+        generator.generate("a bowl of fruit", 0, settings)

@@ -22,7 +22,12 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from genguard.errors import ConfigError, MissingExtraError, ModelUnavailableError
+from genguard.errors import (
+    ConfigError,
+    DeviceMemoryError,
+    MissingExtraError,
+    ModelUnavailableError,
+)
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,24 @@ class DiffusersGenerator:
 
     def generate(self, prompt: str, seed: int, settings: GenerationSettings) -> Image.Image:
         """Generate one image with a CPU generator seeded by ``seed``."""
+        try:
+            return self._generate(prompt, seed, settings)
+        except (RuntimeError, MemoryError) as exc:
+            if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+                raise self._out_of_memory(settings) from exc
+            raise
+
+    def _out_of_memory(self, settings: GenerationSettings) -> DeviceMemoryError:
+        """Say what to lower: images are already generated one at a time (batch size 1)."""
+        if self.device.startswith("cuda") and self._torch.cuda.is_available():
+            self._torch.cuda.empty_cache()
+        return DeviceMemoryError(
+            f"{self.device} ran out of memory generating one {settings.width}x{settings.height} "
+            "image (batch size 1, the smallest): lower --width/--height, use --dtype fp16 on a "
+            "GPU, free the device from other jobs, or run with --device cpu"
+        )
+
+    def _generate(self, prompt: str, seed: int, settings: GenerationSettings) -> Image.Image:
         generator = self._torch.Generator(device="cpu").manual_seed(int(seed))
         with self._torch.inference_mode():
             result = self.pipe(
