@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -191,3 +192,13 @@ def test_analysis_load_shrinks_and_remembers_full_size(photos: dict[str, Path]) 
     assert loaded.height > loaded.width
     full = decode_bytes(buffer.getvalue())
     assert (full.width, full.height) == (1200, 1600) and not full.is_reduced
+
+
+def test_unreadable_paths(tmp_path: Path) -> None:
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    # A path through a regular file cannot be opened (ENOTDIR); root ignores chmod, so
+    # this is the unreadable path every user, root included, can hit.
+    assert code_of(tmp_path / "file.jpg" / "inner.png") == "unreadable"
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    assert code_of(fifo) == "not_a_file"  # refused, not read (reading would block forever)

@@ -13,6 +13,7 @@ import errno
 import hashlib
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,9 +115,13 @@ def read_source_bytes(source: ImageSource, limits: LoadLimits) -> tuple[bytes, s
 
 def _read_path(path: Path, limits: LoadLimits) -> bytes:
     try:
-        if path.is_dir():
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
             raise ContentError(f"{path} is a directory, not an image", code="not_a_file")
-        size = path.stat().st_size
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO or device would block the reader forever: refuse before opening.
+            raise ContentError(f"{path} is not a regular file", code="not_a_file")
+        size = info.st_size
         if size > limits.max_bytes:
             raise ContentError(
                 f"file is {size} bytes, above the {limits.max_bytes}-byte limit", code="too_large"

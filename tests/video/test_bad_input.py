@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import wave
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def test_zero_length_file(tmp_path: Path) -> None:
 def test_missing_file_and_directory(tmp_path: Path) -> None:
     assert code_of(tmp_path / "nope.mp4") == "not_found"
     assert code_of(tmp_path) == "not_a_file"
+    fifo = tmp_path / "live.mp4"
+    os.mkfifo(fifo)
+    assert code_of(fifo) == "not_a_file"  # refused before the decoder could block on it
 
 
 def test_text_file_named_mp4_is_not_a_video(tmp_path: Path) -> None:

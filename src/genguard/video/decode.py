@@ -137,6 +137,8 @@ def check_video_path(path: str | os.PathLike[str]) -> Path:
         raise ContentError(f"no such file: {file}", code="not_found")
     if file.is_dir():
         raise ContentError(f"{file} is a directory, not a video", code="not_a_file")
+    if not file.is_file():  # a FIFO or device would block the decoder forever
+        raise ContentError(f"{file} is not a regular file", code="not_a_file")
     if file.stat().st_size == 0:
         raise ContentError(f"{file} is empty (0 bytes)", code="empty_file")
     return file
