@@ -199,3 +199,25 @@ def test_cascade_skips_later_stages_on_settled_frames() -> None:
     assert decisions[1].action is Action.CENSOR  # both stages' evidence fused
     with pytest.raises(ConfigError, match="unknown backends"):
         Guard(parse_policy('name = "x"\n[image.cascade]\nstages = [["nope"]]\n'), [cheap])
+
+
+def test_device_switch_picks_providers_or_says_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import onnxruntime as ort
+
+    from genguard.detectors.base import execution_providers
+
+    has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    monkeypatch.setenv("GENGUARD_DEVICE", "cpu")
+    assert execution_providers() == ["CPUExecutionProvider"]
+    monkeypatch.setenv("GENGUARD_DEVICE", "auto")
+    assert execution_providers()[-1] == "CPUExecutionProvider"
+    assert ("CUDAExecutionProvider" in execution_providers()) == has_cuda
+    monkeypatch.setenv("GENGUARD_DEVICE", "tpu")
+    with pytest.raises(ConfigError, match="must be cpu, cuda or auto"):
+        execution_providers()
+    if not has_cuda:
+        monkeypatch.setenv("GENGUARD_DEVICE", "cuda")
+        with pytest.raises(ConfigError, match="pip install onnxruntime-gpu"):
+            execution_providers()

@@ -11,6 +11,7 @@ New backends are one class in one file, registered by name with
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -142,5 +143,30 @@ class LazySession:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
         return ort.InferenceSession(
-            self.model_path, sess_options=options, providers=["CPUExecutionProvider"]
+            self.model_path, sess_options=options, providers=execution_providers()
         )
+
+
+#: ``GENGUARD_DEVICE``: ``cpu`` (default), ``cuda`` (fail if onnxruntime has no CUDA
+#: provider) or ``auto`` (CUDA when available, else CPU). One switch for every ONNX model.
+DEVICE_ENV = "GENGUARD_DEVICE"
+
+
+def execution_providers() -> list[str]:
+    """onnxruntime providers for ``GENGUARD_DEVICE``, with a clear error when unmet."""
+    import onnxruntime as ort
+
+    device = os.environ.get(DEVICE_ENV, "cpu").strip().lower() or "cpu"
+    available = ort.get_available_providers()
+    has_cuda = "CUDAExecutionProvider" in available
+    if device == "cpu" or (device == "auto" and not has_cuda):
+        return ["CPUExecutionProvider"]
+    if device in ("cuda", "auto") and has_cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise ConfigError(
+            f"{DEVICE_ENV}=cuda but this onnxruntime has no CUDA provider "
+            f"(available: {', '.join(available)}): pip uninstall onnxruntime && "
+            "pip install onnxruntime-gpu"
+        )
+    raise ConfigError(f"{DEVICE_ENV} must be cpu, cuda or auto, not {device!r}")
