@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -140,3 +141,26 @@ def test_scan_cli_writes_parquet_through_the_engine(mixed_folder: Path, tmp_path
     assert by_name["b-empty.png"]["error_code"] == "empty_file"
     assert len(rows) == len(list(walk([mixed_folder])))
     assert main(["scan", str(mixed_folder), "--out", str(out), "--resume"]) == 2
+
+
+def test_names_that_are_not_utf8_are_recorded_and_resumed(
+    photos: dict[str, Path], tmp_path: Path
+) -> None:
+    """POSIX file names are bytes: one invalid in UTF-8 must not crash JSONL or Parquet."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    odd = os.fsdecode(bytes(folder) + b"/bad-\xff.jpg")
+    shutil.copy(photos["coffee"], odd)
+    shutil.copy(photos["chelsea"], folder / "chat-é 猫.jpg")
+    out = tmp_path / "odd.jsonl"
+    assert main(["scan", str(folder), "--out", str(out), "--no-progress"]) == 0
+    paths = [r["path"] for r in read_records(out)]
+    assert paths == [str(folder / "bad-\\xff.jpg"), str(folder / "chat-é 猫.jpg")]
+    assert main(["scan", str(folder), "--out", str(out), "--no-progress", "--resume"]) == 0
+    assert len(read_records(out)) == 2  # both recognised as done
+    pytest.importorskip("pyarrow")
+    from genguard.engines import read_rows
+
+    parquet = tmp_path / "odd.parquet"
+    assert main(["scan", str(folder), "--out", str(parquet), "--no-progress"]) == 0
+    assert sorted(r["path"] for r in read_rows(parquet)) == sorted(paths)

@@ -18,7 +18,14 @@ from genguard.errors import ConfigError
 from genguard.guard import DEFAULT_BACKENDS, Guard, WatermarkSettings
 from genguard.policy import BUILTIN_PROFILES, load_policy
 from genguard.progress import progress_bar
-from genguard.scan import ScanSummary, _truncate_torn_tail, read_done_paths, scan, walk
+from genguard.scan import (
+    ScanSummary,
+    _truncate_torn_tail,
+    read_done_paths,
+    record_path,
+    scan,
+    walk,
+)
 
 console = Console()
 
@@ -167,7 +174,7 @@ def scan_cmd(
         return
     guard = _guard(policy, backend, threads)
     done = read_done_paths(out) if resume else set()
-    items = [item for item in walk(paths) if item.path not in done]
+    items = [item for item in walk(paths) if record_path(item.path) not in done]
     if resume:
         _truncate_torn_tail(out)
     out.parent.mkdir(parents=True, exist_ok=True)

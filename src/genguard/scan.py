@@ -144,11 +144,25 @@ def _truncate_torn_tail(output: Path) -> None:
         handle.truncate()
 
 
+def record_path(path: str) -> str:
+    """The path as it is written in a record: valid UTF-8 whatever the file system holds.
+
+    POSIX names are bytes; one that is not UTF-8 arrives as a string with surrogate
+    escapes, which neither JSON files nor Parquet can store. Such bytes are written as
+    ``\\xff`` escapes, so the record stays readable and ``--resume`` still matches it.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return path
+
+
 def decision_record(path: str, decision: Decision) -> dict[str, Any]:
     data = decision.to_dict()
     return {
         "schema": RECORD_SCHEMA,
-        "path": path,
+        "path": record_path(path),
         "action": data["action"],
         "categories": data["categories"],
         "regions": data["regions"],
@@ -165,7 +179,7 @@ def decision_record(path: str, decision: Decision) -> dict[str, Any]:
 def error_record(path: str, error: ContentError, policy_id: str) -> dict[str, Any]:
     return {
         "schema": RECORD_SCHEMA,
-        "path": path,
+        "path": record_path(path),
         "action": None,
         "categories": {},
         "regions": [],

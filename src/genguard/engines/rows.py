@@ -17,7 +17,7 @@ from typing import Any
 from genguard.content import LoadedImage, decode_bytes
 from genguard.errors import ContentError
 from genguard.guard import DEFAULT_BACKENDS, Guard
-from genguard.scan import check_tolerant, decision_record, error_record
+from genguard.scan import check_tolerant, decision_record, error_record, record_path
 
 #: One float column per built-in image category (``score_<name>``). A fixed list, not the
 #: live registry: every worker process must produce the same schema whatever plugins it
@@ -61,9 +61,9 @@ def sample_row(sample_id: str, key: str | None, record: dict[str, Any]) -> dict[
     """Flatten a scan record (decision or error) into one output row."""
     scores = record["categories"]
     row: dict[str, Any] = {
-        "id": sample_id,
+        "id": record_path(sample_id),
         "path": record["path"],
-        "key": key,
+        "key": None if key is None else record_path(key),
         "action": record["action"],
     }
     for name in SCORE_CATEGORIES:
