@@ -196,17 +196,24 @@ def error_record(path: str, error: ContentError, policy_id: str) -> dict[str, An
 Loaded = LoadedImage | ContentError
 
 
-def _decode(guard: Guard, item: ScanItem) -> Loaded:
-    if item.error is not None:
-        return item.error
+def load_tolerant(guard: Guard, source: str | bytes) -> Loaded:
+    """Decode for analysis; every failure becomes a ContentError, never an exception.
+
+    A decoder bug (an exception that is not a ContentError) must cost one record, not
+    the scan. Shared by the JSONL scan and the scan engines.
+    """
     try:
-        return guard.load(item.path)
+        return guard.load(source)
     except ContentError as exc:
         return exc
-    except Exception as exc:  # a decoder bug must cost one record, not the scan
+    except Exception as exc:
         return ContentError(
             f"unexpected decoder failure: {type(exc).__name__}: {exc}", code="corrupt"
         )
+
+
+def _decode(guard: Guard, item: ScanItem) -> Loaded:
+    return item.error if item.error is not None else load_tolerant(guard, item.path)
 
 
 def _batched(items: Iterable[ScanItem], size: int) -> Iterator[list[ScanItem]]:

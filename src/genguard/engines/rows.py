@@ -14,10 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from genguard.content import LoadedImage, decode_bytes
+from genguard.content import LoadedImage
 from genguard.errors import ContentError
 from genguard.guard import DEFAULT_BACKENDS, Guard
-from genguard.scan import check_tolerant, decision_record, error_record, record_path
+from genguard.scan import (
+    Loaded,
+    check_tolerant,
+    decision_record,
+    error_record,
+    load_tolerant,
+    record_path,
+)
 
 #: One float column per built-in image category (``score_<name>``). A fixed list, not the
 #: live registry: every worker process must produce the same schema whatever plugins it
@@ -85,22 +92,11 @@ def sample_row(sample_id: str, key: str | None, record: dict[str, Any]) -> dict[
     return row
 
 
-Loaded = LoadedImage | ContentError
-
-
 def load_sample(guard: Guard, sample: Any) -> Loaded:
     """Decode one sample for analysis; any failure becomes a ContentError (never raises)."""
     if sample.error is not None:
         return sample.error
-    try:
-        if sample.data is not None:
-            return decode_bytes(sample.data, guard.limits)
-        return guard.load(sample.path)
-    except ContentError as exc:
-        return exc
-    except Exception as exc:  # a decoder bug must cost one row, not the scan
-        message = f"unexpected decoder failure: {type(exc).__name__}: {exc}"
-        return ContentError(message, code="corrupt")
+    return load_tolerant(guard, sample.data if sample.data is not None else sample.path)
 
 
 def rows_for(guard: Guard, samples: Sequence[Any], loaded: Sequence[Loaded]) -> list[dict]:
