@@ -58,7 +58,7 @@ def test_agreement_between_backends_raises_the_score() -> None:
 
 
 def test_direct_category_backends_pass_through() -> None:
-    scores = Fusion().fuse([DetectorOutput("hashbank", raw={"hash_match": 1.0})])
+    scores = Fusion().fuse([DetectorOutput("hashbank", scores={"hash_match": 1.0})])
     assert scores["hash_match"] == 1.0
 
 

@@ -89,10 +89,8 @@ class Fusion:
             else:
                 value = region.score * weight
             scores[category] = max(scores.get(category, 0.0), value)
-        for category, value in output.raw.items():
-            # Backends that report category scores directly (hash banks, CLIP heads).
-            if category.islower() and category not in scores and output.backend != "nudenet":
-                scores[category] = value
+        for category, value in output.scores.items():
+            scores[category] = max(scores.get(category, 0.0), value)
         return scores
 
 

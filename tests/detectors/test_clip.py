@@ -88,11 +88,11 @@ def test_checker_concepts_reproduce_diffusers_verdicts_in_one_pass(
     detector = create_detector(f"clip:{tiny_clip}?checker={folder}&zeroshot=none")
     outputs = detector.detect(frames)
     assert detector._loaded.checker_tower is None  # same tower: one embedding pass
-    nudity = [o.raw["nudity"] for o in outputs]
+    nudity = [o.scores["nudity"] for o in outputs]
     # Any threshold in (0.5, 0.7] gives the checker's own verdict.
     assert [n >= clip.CHECKER_FIRED for n in nudity] == expected
     assert all(n <= 0.5 for n, e in zip(nudity, expected, strict=True) if not e)
-    assert outputs[FLAGGED].raw["sexual_explicit"] == pytest.approx(0.5 * nudity[FLAGGED])
+    assert outputs[FLAGGED].scores["sexual_explicit"] == pytest.approx(0.5 * nudity[FLAGGED])
 
 
 def test_checker_with_its_own_tower_runs_a_second_pass(
@@ -102,7 +102,7 @@ def test_checker_with_its_own_tower_runs_a_second_pass(
     detector = create_detector(f"clip:{tiny_clip}?checker={folder}&zeroshot=none")
     outputs = detector.detect(frames)
     assert detector._loaded.checker_tower is not None
-    assert [o.raw["nudity"] >= clip.CHECKER_FIRED for o in outputs] == expected
+    assert [o.scores["nudity"] >= clip.CHECKER_FIRED for o in outputs] == expected
 
 
 def test_special_care_adjustment_matters() -> None:
@@ -137,8 +137,8 @@ def test_onnx_embeddings_match_transformers_and_the_export_is_reused(
     monkeypatch.setattr(torch.onnx, "export", fail)
     monkeypatch.setattr(clip, "load_clip_module", fail)
     again = create_detector(f"clip:{tiny_clip}?checker=none")
-    assert [o.raw for o in again.detect(frames)] == [
-        pytest.approx(o.raw, abs=1e-5) for o in exported.detect(frames)
+    assert [o.scores for o in again.detect(frames)] == [
+        pytest.approx(o.scores, abs=1e-5) for o in exported.detect(frames)
     ]
     assert sorted(onnx_export.cache_dir().iterdir()) == before
 
@@ -167,10 +167,10 @@ def test_zero_shot_scores_are_clip_softmax_over_the_prompt_set(
     outputs = detector.detect(frames)
     for category in ("violence", "hate_symbol"):
         np.testing.assert_allclose(
-            [o.raw[category] for o in outputs], p[:, owners == category].sum(axis=1), atol=1e-4
+            [o.scores[category] for o in outputs], p[:, owners == category].sum(axis=1), atol=1e-4
         )
     cooler = create_detector(f"clip:{tiny_clip}?checker=none&onnx=0&temperature=1")
-    flat = [o.raw["violence"] for o in cooler.detect(frames)]
+    flat = [o.scores["violence"] for o in cooler.detect(frames)]
     share = len(prompts.categories["violence"]) / len(prompts.prompts)
     np.testing.assert_allclose(flat, share, atol=0.02)  # near-uniform at temperature 1
 
@@ -179,7 +179,7 @@ def test_zero_shot_scores_are_clip_softmax_over_the_prompt_set(
         'temperature = 50\n[categories]\nviolence = ["blood"]\n[neutral]\nprompts = ["cat"]\n'
     )
     two = create_detector(f"clip:{tiny_clip}?checker=none&zeroshot={custom}&onnx=0")
-    assert set(two.detect(frames[:1])[0].raw) == {"violence"}
+    assert set(two.detect(frames[:1])[0].scores) == {"violence"}
     custom.write_text('[categories]\ngore = ["blood"]\n[neutral]\nprompts = ["cat"]\n')
     with pytest.raises(ConfigError, match="unknown image category 'gore'"):
         create_detector(f"clip:{tiny_clip}?checker=none&zeroshot={custom}")
@@ -228,11 +228,12 @@ def test_mlp_heads_match_a_torch_reference(
     detector = create_detector(f"clip:{tiny_clip}?checker=none&zeroshot=none&head={binary},{multi}")
     outputs = detector.detect(frames)
     assert detector.components == ["head:nsfw.npz", "head:multi.safetensors"]
-    np.testing.assert_allclose([o.raw["sexual_explicit"] for o in outputs], 0.5 * nsfw, atol=1e-4)
-    np.testing.assert_allclose([o.raw["violence"] for o in outputs], soft[:, 1], atol=1e-4)
+    explicit = [o.scores["sexual_explicit"] for o in outputs]
+    np.testing.assert_allclose(explicit, 0.5 * nsfw, atol=1e-4)
+    np.testing.assert_allclose([o.scores["violence"] for o in outputs], soft[:, 1], atol=1e-4)
     # Two heads speak to nudity: the backend reports the stronger one.
     np.testing.assert_allclose(
-        [o.raw["nudity"] for o in outputs], np.maximum(nsfw, soft[:, 2]), atol=1e-4
+        [o.scores["nudity"] for o in outputs], np.maximum(nsfw, soft[:, 2]), atol=1e-4
     )
 
     wide = tmp_path / "wide.npz"
@@ -261,7 +262,7 @@ def test_all_scorers_share_one_embedding_pass(
     monkeypatch.setattr(clip.VisionTower, "embed", counted)
     outputs = detector.detect(frames)
     assert calls == [len(frames)]
-    assert set(outputs[0].raw) == set(detector.categories)
+    assert set(outputs[0].scores) == set(detector.categories)
 
 
 def test_errors_name_the_missing_piece(tiny_clip: Path, tmp_path: Path) -> None:
@@ -283,7 +284,7 @@ def test_guard_reports_zero_shot_categories(tiny_clip: Path, frames: list[np.nda
     detector = create_detector(f"clip:{tiny_clip}?checker=none")
     image = load_image(frames[2])
     decision = Guard(load_policy("standard"), [detector]).check_loaded([image])[0]
-    raw = detector.detect(image.frames)[0].raw
+    raw = detector.detect(image.frames)[0].scores
     assert decision.backends == ["clip"]
     assert decision.categories["violence"] == pytest.approx(raw["violence"], abs=1e-6)
     assert decision.categories["hate_symbol"] == pytest.approx(raw["hate_symbol"], abs=1e-6)
@@ -310,7 +311,7 @@ def test_cascade_runs_clip_only_on_frames_hf_left_unsettled(
     assert all(any("clip skipped" in n for n in d.notes) for d in decisions)
     # hf reporting nudity: frames at or above safe_below go on to clip, the others stop.
     loud = create_detector(f"hf:{vit}")
-    nudity = [o.raw["nudity"] for o in loud.detect(frames)]
+    nudity = [o.scores["nudity"] for o in loud.detect(frames)]
     decisions = Guard(cascade, [loud, clip_detector]).check_loaded(images)
     expected = [["clip", "hf"] if n >= 0.05 else ["hf"] for n in nudity]
     assert [d.backends for d in decisions] == expected

@@ -49,12 +49,12 @@ def test_falconsai_labels_map_to_categories_and_onnx_matches_torch(
     assert detector.engine_kind == "onnx"
     expected = torch_probabilities(folder, frames)[:, 1]
     assert expected.max() - expected.min() > 0.05, "tiny model should not be constant"
-    nudity = np.array([o.raw["nudity"] for o in outputs])
-    explicit = np.array([o.raw["sexual_explicit"] for o in outputs])
+    nudity = np.array([o.scores["nudity"] for o in outputs])
+    explicit = np.array([o.scores["sexual_explicit"] for o in outputs])
     np.testing.assert_allclose(nudity, expected, atol=1e-4)
     np.testing.assert_allclose(explicit, 0.5 * expected, atol=1e-4)
     assert all(
-        o.backend == "hf" and set(o.raw) == set(hf.HFImageClassifier.categories) for o in outputs
+        o.backend == "hf" and set(o.scores) == set(hf.HFImageClassifier.categories) for o in outputs
     )
 
 
@@ -82,7 +82,7 @@ def test_onnx_export_is_cached_by_content_and_reused(
         again = create_detector(f"hf:{source}")
         second = again.detect(frames[:3])
         assert again.engine_kind == "onnx"
-        assert [o.raw for o in second] == [pytest.approx(o.raw) for o in first]
+        assert [o.scores for o in second] == [pytest.approx(o.scores) for o in first]
     assert onnx_files() == files
 
     # Different weights under the same file names: a new key, so a fresh export.
@@ -110,7 +110,7 @@ def test_export_failure_falls_back_to_torch_with_a_log_note(
     assert detector.engine_kind == "torch"
     assert "ONNX export" in caplog.text and "unsupported operator" in caplog.text
     expected = torch_probabilities(folder, frames)[:, 1]
-    np.testing.assert_allclose([o.raw["nudity"] for o in outputs], expected, atol=1e-5)
+    np.testing.assert_allclose([o.scores["nudity"] for o in outputs], expected, atol=1e-5)
 
 
 def test_gantman_classes_sum_into_categories_and_batches_match_singles(
@@ -123,13 +123,13 @@ def test_gantman_classes_sum_into_categories_and_batches_match_singles(
     p = torch_probabilities(folder, frames)
     explicit = p[:, GANTMAN.index("hentai")] + p[:, GANTMAN.index("porn")]
     suggestive = explicit + p[:, GANTMAN.index("sexy")]
-    np.testing.assert_allclose([o.raw["sexual_explicit"] for o in batch], explicit, atol=1e-5)
-    np.testing.assert_allclose([o.raw["suggestive"] for o in batch], suggestive, atol=1e-5)
-    singles = [torch_run.detect([frame])[0].raw for frame in frames]
-    assert [o.raw for o in batch] == [pytest.approx(s, abs=1e-5) for s in singles]
+    np.testing.assert_allclose([o.scores["sexual_explicit"] for o in batch], explicit, atol=1e-5)
+    np.testing.assert_allclose([o.scores["suggestive"] for o in batch], suggestive, atol=1e-5)
+    singles = [torch_run.detect([frame])[0].scores for frame in frames]
+    assert [o.scores for o in batch] == [pytest.approx(s, abs=1e-5) for s in singles]
     onnx_run = create_detector(f"hf:{folder}")
-    assert [o.raw for o in onnx_run.detect(frames)] == [
-        pytest.approx(o.raw, abs=1e-4) for o in batch
+    assert [o.scores for o in onnx_run.detect(frames)] == [
+        pytest.approx(o.scores, abs=1e-4) for o in batch
     ]
 
 
@@ -142,13 +142,13 @@ def test_unmappable_labels_are_listed_and_a_map_fixes_them(
     inline = create_detector(f"hf:{folder}?map=cat=-,weapon=violence*0.8&onnx=0")
     p = torch_probabilities(folder, frames)[:, 1]
     np.testing.assert_allclose(
-        [o.raw["violence"] for o in inline.detect(frames)], 0.8 * p, atol=1e-5
+        [o.scores["violence"] for o in inline.detect(frames)], 0.8 * p, atol=1e-5
     )
     table = tmp_path / "labels.toml"
     table.write_text('[labels]\ncat = "-"\nweapon = "violence*0.8"\n', encoding="utf-8")
     from_file = create_detector(f"hf:{folder}?map_file={table}&onnx=0")
     assert from_file.targets == inline.targets
-    assert set(from_file.detect(frames[:1])[0].raw) == {"violence"}
+    assert set(from_file.detect(frames[:1])[0].scores) == {"violence"}
 
 
 def test_user_map_overrides_builtin_and_bad_maps_are_rejected(
@@ -175,7 +175,7 @@ def test_multi_label_models_take_the_strongest_label(
     assert not detector.exclusive
     logits = detector.logits(frames)
     expected = (1 / (1 + np.exp(-logits))).max(axis=1)
-    got = [o.raw["sexual_explicit"] for o in detector.detect(frames)]
+    got = [o.scores["sexual_explicit"] for o in detector.detect(frames)]
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
@@ -219,7 +219,7 @@ def test_guard_fuses_hf_scores_like_any_backend(
     guard = Guard(load_policy("standard"), [detector])
     image = load_image(frames[0])
     decision = guard.check_loaded([image])[0]
-    raw = detector.detect(image.frames)[0].raw
+    raw = detector.detect(image.frames)[0].scores
     assert decision.backends == ["hf"]
     assert decision.categories["nudity"] == pytest.approx(raw["nudity"], abs=1e-6)
     assert decision.categories["suggestive"] >= decision.categories["nudity"]

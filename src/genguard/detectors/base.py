@@ -28,8 +28,12 @@ class DetectorOutput:
     """What one backend saw in one frame."""
 
     backend: str
+    #: The backend's own numbers (NudeNet labels, OpenNSFW's probability), for evidence.
     raw: dict[str, float] = field(default_factory=dict)
     regions: list[Region] = field(default_factory=list)
+    #: Category scores a backend reports directly (hash banks, hub classifiers, CLIP
+    #: heads); fusion takes them as they are.
+    scores: dict[str, float] = field(default_factory=dict)
 
 
 @runtime_checkable

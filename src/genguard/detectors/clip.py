@@ -635,7 +635,7 @@ class CLIPDetector:
             for merged, scores in zip(results, per_frame, strict=True):
                 for category, value in scores.items():
                     merged[category] = max(merged.get(category, 0.0), value)
-        return [DetectorOutput(backend=self.name, raw=scores) for scores in results]
+        return [DetectorOutput(backend=self.name, scores=scores) for scores in results]
 
     def _component_scores(
         self, loaded: _Loaded, frames: Sequence[np.ndarray], embeds: np.ndarray

@@ -57,6 +57,6 @@ class HashBankDetector:
                 height, width = frame.shape[:2]
                 label = f"HASHBANK:{best.entry.name} (distance {best.distance})"
                 regions.append(Region((0, 0, width, height), label, "hash_match", 1.0, self.name))
-            raw = {"hash_match": float(bool(matches))}
-            outputs.append(DetectorOutput(self.name, raw=raw, regions=regions))
+            scores = {"hash_match": float(bool(matches))}
+            outputs.append(DetectorOutput(self.name, regions=regions, scores=scores))
         return outputs

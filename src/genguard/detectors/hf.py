@@ -7,8 +7,8 @@ genguard categories by a built-in table for the known public NSFW classifiers, w
 option can extend or override. A category's score is the sum of ``weight x probability``
 over the labels mapped to it (softmax models: the labels are exclusive, so the sum is the
 probability of "any of them"), or the largest such product for multi-label (sigmoid)
-models. Scores go to ``DetectorOutput.raw`` under lowercase category names, which
-:mod:`genguard.fusion` passes through as category scores.
+models. Scores go to ``DetectorOutput.scores`` under category names, which
+:mod:`genguard.fusion` passes through as they are.
 
 Spec syntax, options after ``?`` joined by ``&``::
 
@@ -423,6 +423,6 @@ class HFImageClassifier:
         logits = self.logits(frames)
         probabilities = softmax(logits) if self.exclusive else sigmoid(logits)
         return [
-            DetectorOutput(backend=self.name, raw=scores)
+            DetectorOutput(backend=self.name, scores=scores)
             for scores in category_scores(probabilities, self.targets, self.exclusive)
         ]
