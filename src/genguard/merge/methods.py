@@ -274,11 +274,7 @@ def slerp(ctx: TensorContext) -> np.ndarray:
 )
 def task_arithmetic(ctx: TensorContext) -> np.ndarray:
     """Add (or, with negative weights, subtract) task vectors to the base."""
-    base = _require_base(ctx)
-    total = np.zeros_like(base)
-    for p, d in zip(ctx.model_params, task_vectors(ctx), strict=True):
-        total += np.float32(p["weight"]) * d
-    return base + np.float32(ctx.params["lambda"]) * total
+    return _add_weighted(ctx, task_vectors(ctx))
 
 
 @register_merge_method(
@@ -303,6 +299,15 @@ def ties(ctx: TensorContext) -> np.ndarray:
     return base + np.float32(ctx.params["lambda"]) * merged
 
 
+def _add_weighted(ctx: TensorContext, deltas: list[np.ndarray]) -> np.ndarray:
+    """base + lambda * sum(weight_i * delta_i): task arithmetic, with or without DARE."""
+    base = _require_base(ctx)
+    total = np.zeros_like(base)
+    for p, d in zip(ctx.model_params, deltas, strict=True):
+        total += np.float32(p["weight"]) * d
+    return base + np.float32(ctx.params["lambda"]) * total
+
+
 def _dare_deltas(ctx: TensorContext) -> list[np.ndarray]:
     return [
         dare_drop(d, p["density"], ctx.rng(i))
@@ -321,11 +326,7 @@ def _dare_deltas(ctx: TensorContext) -> list[np.ndarray]:
 )
 def dare_linear(ctx: TensorContext) -> np.ndarray:
     """DARE (Yu et al. 2023) with a linear combination of the rescaled task vectors."""
-    base = _require_base(ctx)
-    total = np.zeros_like(base)
-    for p, d in zip(ctx.model_params, _dare_deltas(ctx), strict=True):
-        total += np.float32(p["weight"]) * d
-    return base + np.float32(ctx.params["lambda"]) * total
+    return _add_weighted(ctx, _dare_deltas(ctx))
 
 
 @register_merge_method(
