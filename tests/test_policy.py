@@ -19,6 +19,17 @@ def test_builtin_profiles_load_with_stable_ids(name: str) -> None:
     assert load_policy(name).policy_id == policy.policy_id
 
 
+def test_cached_id_follows_copies() -> None:
+    standard = load_policy("standard")
+    first = standard.policy_id
+    renamed = standard.model_copy(update={"name": "renamed"})
+    assert renamed.policy_id.startswith("renamed@") and standard.policy_id == first
+    stricter = standard.model_copy(
+        update={"image": standard.image.model_copy(update={"max_frames": 3})}
+    )
+    assert stricter.policy_id != first and stricter.policy_id.startswith("standard@")
+
+
 def test_ids_differ_between_profiles_and_track_content() -> None:
     ids = {load_policy(n).policy_id for n in BUILTIN_PROFILES}
     assert len(ids) == len(BUILTIN_PROFILES)
