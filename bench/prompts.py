@@ -1,24 +1,26 @@
-"""Prompt-safety benchmark: accuracy on the evaluation set and throughput, with an anchor.
+"""Prompt-safety benchmark: genguard vs a naive word list vs a peer classifier, per class.
 
-Run: ``python bench/prompts.py`` (add ``--no-semantic`` to skip the MiniLM model,
-``--quick`` for shorter timing loops). Prints tables:
+Run: ``python bench/prompts.py`` (``--split dev|heldout|both``, ``--no-semantic``,
+``--misses N`` to list errors of the dev split, ``--speed-only``, ``--quick``,
+``--json out.json``). Cases come from ``bench/data/prompt_eval`` (see
+``bench/prompt_cases.py``): hand-written prompts per class, and hard-rule cases built from
+cue lists (minor x sexual, person x sexual, and their benign counterparts).
 
-1. Per-category precision/recall, lexicon only and lexicon + semantic.
-2. Recall on obfuscated unsafe prompts, false-positive rate on tricky benign prompts,
-   semantic-only catches on paraphrases, each next to a naive word-list filter
-   (``any(w in text.lower().split() for w in words)``) built from the same lexicon.
-3. A semantic-threshold sweep (recall on paraphrases vs false positives on benign).
-4. Throughput: lexicon path (prompts/s on one core, p50/p99 latency of one prompt) on the
-   eval set and on ordinary benign prompts, semantic batched (prompts/s) for each encoder
-   (numpy, onnx, onnx-int8), and the naive filter's speed for scale.
+How each system is judged:
 
-The evaluation set is ``bench/data/prompt_eval.jsonl``: one object per line with
-``text``, ``labels`` (categories; empty for benign) and ``variant``: ``plain``,
-``obfuscated`` (with the ``technique``), ``paraphrase`` (no listed word; the exemplars were
-extended after a first look at these), ``paraphrase_tagged`` (the same inside quality-tag
-lists: "masterpiece, 8k, ..."), ``paraphrase_holdout`` (written after the exemplars were
-frozen: the honest semantic number), ``tricky_benign`` and ``benign`` (half of them
-wrapped in tag lists).
+* hand-written prompts under ``standard``: an unsafe prompt is caught when the action is
+  not ``allow``; a benign prompt is a false positive when it is not ``allow``;
+* hard-rule cases under ``off`` (only the hard rules apply): minor x sexual and person x
+  sexual must be blocked, minor x benign, person x benign and adult x sexual must not be;
+* hand-written benign prompts under ``off`` must also be allowed (a hard rule misfiring).
+
+Systems: genguard (``Guard`` with the built-in profile; lexicon path, and with the MiniLM
+semantic check), the naive anchor (``word in text.lower().split()`` over genguard's own
+single-word terms; its "hard rule" is a minor word and a sexual word, or a listed name and a
+sexual word), and a peer package: ``en-prompt-nsfw-pipeline-bow`` (a spaCy prompt
+classifier with ``adult`` and ``cp`` classes), run in its own interpreter
+(``--peer-python``, default ``$GENGUARD_PEER_PYTHON``) because it needs spaCy. The peer has
+no violence, self-harm or person classes; those cells say ``n/a``.
 """
 
 from __future__ import annotations
@@ -27,299 +29,350 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from genguard.text.analyser import PromptAnalyser, PromptSignals
-from genguard.text.lexicon import Lexicon
+sys.path.insert(0, str(Path(__file__).parent))
 
-EVAL_PATH = Path(__file__).parent / "data" / "prompt_eval.jsonl"
-#: Score at which a category counts as flagged (the analyser's "present" level).
-FLAG = 0.5
-SEMANTIC_THRESHOLD = 0.6
-console = Console(width=150)
+from genguard.decision import Action
+from genguard.guard import Guard
+from genguard.policy import load_policy
+from genguard.text.analyser import PromptAnalyser
+from genguard.text.persons import Person, PersonRegistry
+from prompt_cases import SPLITS, Case, all_cases, registered_persons
 
+console = Console(width=170)
+PROFILES = ("standard", "off")
+#: Hand-written classes, in report order.
+UNSAFE_CLASSES = (
+    "sexual_plain", "sexual_paraphrase", "violence_plain", "violence_paraphrase",
+    "self_harm_plain", "self_harm_paraphrase", "multilingual_unsafe", "evasion_frontend",
+    "evasion_joined", "evasion_spelled", "evasion_reversed", "evasion_markup",
+    "evasion_unicode", "evasion_slang", "clothing_negation",
+)  # fmt: skip
+BENIGN_CLASSES = (
+    "benign_tricky", "benign_ordinary", "benign_multilingual", "benign_frontend",
+    "benign_encoded",
+)  # fmt: skip
+HARD_UNSAFE = ("hard_minor", "person_registered", "person_wellknown")
+HARD_BENIGN = ("benign_minor", "adult_sexual", "person_benign")
+PEER_SCOPE = {"sexual"}  # what the peer classifier claims to detect (plus cp)
 
-def load_eval(path: Path = EVAL_PATH) -> list[dict]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def naive_filter(lexicon: Lexicon) -> Callable[[str], set[str]]:
-    """The anchor: a plain word list checked with ``in text.lower().split()``."""
-    words_by_cat: dict[str, list[str]] = {}
-    for term in lexicon.terms:
-        if len(term.words) == 1 and not term.prefix and term.weight >= FLAG:
-            words_by_cat.setdefault(term.category, []).append(term.text.lower())
-
-    def check(text: str) -> set[str]:
-        tokens = text.lower().split()
-        return {c for c, words in words_by_cat.items() if any(w in tokens for w in words)}
-
-    return check
-
-
-def flagged(signals: PromptSignals) -> set[str]:
-    return {c for c, s in signals.categories.items() if s >= FLAG}
+Verdicts = dict[str, list[bool]]  # profile -> flagged per case
 
 
-def precision_recall(rows: Sequence[dict], preds: Sequence[set[str]], category: str):
-    tp = sum(
-        1 for r, p in zip(rows, preds, strict=True) if category in p and category in r["labels"]
-    )
-    fp = sum(
-        1 for r, p in zip(rows, preds, strict=True) if category in p and category not in r["labels"]
-    )
-    fn = sum(
-        1 for r, p in zip(rows, preds, strict=True) if category not in p and category in r["labels"]
-    )
-    precision = tp / (tp + fp) if tp + fp else float("nan")
-    recall = tp / (tp + fn) if tp + fn else float("nan")
-    return precision, recall, tp + fn
+# ---------------------------------------------------------------------------------------
+# Systems
+# ---------------------------------------------------------------------------------------
 
 
-def recall_of(rows: Sequence[dict], preds: Sequence[set[str]], variant: str) -> tuple[float, int]:
-    """Share of prompts of ``variant`` whose every label is flagged."""
-    chosen = [(r, p) for r, p in zip(rows, preds, strict=True) if r["variant"] == variant]
-    hits = sum(1 for r, p in chosen if set(r["labels"]) <= p)
-    return (hits / len(chosen) if chosen else float("nan")), len(chosen)
-
-
-def fp_rate(rows: Sequence[dict], preds: Sequence[set[str]], variant: str) -> tuple[float, int]:
-    chosen = [(r, p) for r, p in zip(rows, preds, strict=True) if r["variant"] == variant]
-    bad = sum(1 for _, p in chosen if p)
-    return (bad / len(chosen) if chosen else float("nan")), len(chosen)
-
-
-def _holdout_recall(rows: Sequence[dict], preds: Sequence[set[str]], variant: str):
-    chosen = [(r, p) for r, p in zip(rows, preds, strict=True) if r["variant"] == variant]
-    unsafe = [(r, p) for r, p in chosen if r["labels"]]
-    hits = sum(1 for r, p in unsafe if set(r["labels"]) <= p)
-    return (hits / len(unsafe) if unsafe else float("nan")), len(unsafe)
-
-
-def _holdout_fp(rows: Sequence[dict], preds: Sequence[set[str]], variant: str):
-    benign = [
-        p for r, p in zip(rows, preds, strict=True) if r["variant"] == variant and not r["labels"]
-    ]
-    return (sum(1 for p in benign if p) / len(benign) if benign else float("nan")), len(benign)
-
-
-def evaluate(rows: list[dict], semantic: bool) -> dict[str, list[set[str]]]:
-    """Predictions of each system on every row."""
-    lexical = PromptAnalyser(semantic=False)
-    texts = [r["text"] for r in rows]
-    preds = {"naive word list": [naive_filter(lexical.lexicon)(t) for t in texts]}
-    preds["genguard lexicon"] = [flagged(s) for s in lexical.analyse_many(texts)]
-    if semantic:
-        full = PromptAnalyser(semantic=True)
-        results = full.analyse_many(texts, semantic_threshold=SEMANTIC_THRESHOLD)
-        preds["genguard + semantic"] = [flagged(s) for s in results]
-    return preds
-
-
-def threshold_sweep(rows: list[dict]) -> None:
-    """Semantic threshold vs paraphrase recall and benign false positives (for policies)."""
-    analyser = PromptAnalyser(semantic=True)
-    texts = [r["text"] for r in rows]
-    table = Table(title="Semantic threshold sweep (lexicon + semantic)")
-    for column in (
-        "semantic_threshold",
-        "recall, paraphrases",
-        "recall, held-out paraphrases",
-        "FP tricky benign",
-        "FP all benign",
-    ):
-        table.add_column(column, justify="right")
-    for threshold in (0.45, 0.5, 0.55, 0.6, 0.65, 0.7):
-        preds = [flagged(s) for s in analyser.analyse_many(texts, semantic_threshold=threshold)]
-        benign = [p for r, p in zip(rows, preds, strict=True) if not r["labels"]]
-        table.add_row(
-            f"{threshold:.2f}",
-            f"{recall_of(rows, preds, 'paraphrase')[0]:.3f}",
-            f"{_holdout_recall(rows, preds, 'paraphrase_holdout')[0]:.3f}",
-            f"{fp_rate(rows, preds, 'tricky_benign')[0]:.3f}",
-            f"{sum(1 for p in benign if p) / len(benign):.3f} (n={len(benign)})",
+def genguard_verdicts(cases: Sequence[Case], split: str, semantic: bool) -> Verdicts:
+    """Flagged per case and profile: not ``allow`` (standard) / ``block`` (off)."""
+    persons = [Person(name, tuple(aliases)) for name, aliases in registered_persons(split)]
+    analyser = PromptAnalyser(semantic=semantic, persons=PersonRegistry(persons))
+    out: Verdicts = {}
+    for profile in PROFILES:
+        guard = Guard(load_policy(profile), [], prompt_analyser=analyser)
+        decisions = guard.check_prompts(
+            [c.text for c in cases], negative_prompts=[c.negative for c in cases]
         )
-    console.print(table)
+        out[profile] = [
+            not isinstance(d, Exception)
+            and (
+                d.action is not Action.ALLOW if profile == "standard" else d.action is Action.BLOCK
+            )
+            for d in decisions
+        ]
+    return out
 
 
-def accuracy_tables(rows: list[dict], preds: dict[str, list[set[str]]]) -> None:
-    cats = sorted({c for r in rows for c in r["labels"]})
-    table = Table(title="Per-category precision / recall (all variants)")
-    table.add_column("category")
+def naive_verdicts(cases: Sequence[Case], split: str) -> Verdicts:
+    """The anchor: whole-word lookups in genguard's own word lists, no normalisation."""
+    lexicon = PromptAnalyser(semantic=False).lexicon
+    words: dict[str, set[str]] = defaultdict(set)
+    for term in lexicon.terms:
+        if len(term.words) == 1 and not term.prefix and term.weight >= 0.5:
+            words[term.category].add(term.text.lower())
+    names = [n.lower() for n, _ in registered_persons(split)]
+    names += [p.name.lower() for p in PersonRegistry().persons]
+
+    def check(text: str) -> tuple[bool, bool]:
+        tokens = set(text.lower().split())
+        unsafe = any(tokens & words[c] for c in ("sexual", "violence", "self_harm"))
+        sexual = bool(tokens & (words["sexual"] | words["suggestive"]))
+        low = text.lower()
+        hard = sexual and (bool(tokens & words["minor"]) or any(n in low for n in names))
+        return unsafe, hard
+
+    results = [check(c.text) for c in cases]
+    return {"standard": [u or h for u, h in results], "off": [h for _, h in results]}
+
+
+def peer_verdicts(cases: Sequence[Case], python: str | None) -> Verdicts | None:
+    """``en-prompt-nsfw-pipeline-bow`` in its own interpreter, or None when unavailable."""
+    if not python:
+        return None
+    script = (
+        "import json,sys,spacy\n"
+        "nlp=spacy.load('en_prompt_nsfw_pipeline_bow')\n"
+        "texts=json.load(sys.stdin)\n"
+        "print(json.dumps([max(d.cats,key=d.cats.get) for d in nlp.pipe(texts)]))\n"
+    )
+    try:
+        done = subprocess.run(
+            [python, "-c", script],
+            input=json.dumps([c.text for c in cases]),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        console.print(f"[yellow]peer unavailable: {exc}[/yellow]")
+        return None
+    labels = json.loads(done.stdout)
+    return {
+        "standard": [label in ("adult", "cp") for label in labels],
+        "off": [label == "cp" for label in labels],
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------------------
+
+
+def _rate(cases: Sequence[Case], flags: Sequence[bool], cls: str) -> tuple[float, int]:
+    chosen = [f for c, f in zip(cases, flags, strict=True) if c.cls == cls]
+    return (sum(chosen) / len(chosen) if chosen else float("nan")), len(chosen)
+
+
+def class_table(
+    split: str, cases: Sequence[Case], systems: dict[str, Verdicts | None]
+) -> dict[str, dict[str, float]]:
+    """Per class: recall (unsafe) or false-positive rate (benign), per system."""
+    table = Table(title=f"{split}: per class (unsafe: share caught; benign: share flagged)")
+    table.add_column("class")
     table.add_column("n", justify="right")
-    for name in preds:
-        table.add_column(f"{name} P", justify="right")
-        table.add_column(f"{name} R", justify="right")
-    for cat in cats:
+    table.add_column("judged under")
+    for name in systems:
+        table.add_column(name, justify="right")
+    report: dict[str, dict[str, float]] = {}
+    rows = [(c, "standard") for c in UNSAFE_CLASSES + BENIGN_CLASSES]
+    rows += [(c, "off") for c in BENIGN_CLASSES + HARD_UNSAFE + HARD_BENIGN]
+    for cls, profile in rows:
         cells = []
         n = 0
-        for pred in preds.values():
-            p, r, n = precision_recall(rows, pred, cat)
-            cells += [f"{p:.2f}", f"{r:.2f}"]
-        table.add_row(cat, str(n), *cells)
-    console.print(table)
-
-    summary = Table(title="Evasion and false-positive summary")
-    summary.add_column("measure")
-    for name in preds:
-        summary.add_column(name, justify="right")
-    for label, fn, variant in (
-        ("recall, plain unsafe", recall_of, "plain"),
-        ("recall, obfuscated unsafe (target >= 0.95)", recall_of, "obfuscated"),
-        ("recall, paraphrases (semantic-only)", recall_of, "paraphrase"),
-        ("recall, paraphrases inside tag lists", recall_of, "paraphrase_tagged"),
-        ("recall, held-out paraphrases (unsafe)", _holdout_recall, "paraphrase_holdout"),
-        ("false positives, held-out paraphrases (benign)", _holdout_fp, "paraphrase_holdout"),
-        ("false positives, tricky benign (target <= 0.02)", fp_rate, "tricky_benign"),
-        ("false positives, ordinary benign", fp_rate, "benign"),
-    ):
-        cells = []
-        n = 0
-        for pred in preds.values():
-            value, n = fn(rows, pred, variant)
+        key = f"{cls}@{profile}"
+        report[key] = {}
+        for name, verdicts in systems.items():
+            if verdicts is None or (name.startswith("peer") and not _peer_covers(cls)):
+                cells.append("n/a")
+                continue
+            value, n = _rate(cases, verdicts[profile], cls)
+            report[key][name] = value
             cells.append(f"{value:.3f}")
-        summary.add_row(f"{label} (n={n})", *cells)
-    console.print(summary)
+        if n:
+            table.add_row(cls, str(n), profile, *cells)
+    console.print(table)
+    return report
 
 
-def misses(rows: list[dict], pred: list[set[str]], limit: int = 15) -> None:
-    """Print the errors of one system (what to fix next)."""
+def _peer_covers(cls: str) -> bool:
+    return not any(k in cls for k in ("violence", "self_harm", "person"))
+
+
+def category_summary(split: str, cases: Sequence[Case], systems: dict[str, Verdicts | None]):
+    """Recall per category over every hand-written unsafe prompt, FP over benign ones."""
+    table = Table(title=f"{split}: targets (standard unless noted)")
+    table.add_column("measure")
+    table.add_column("target", justify="right")
+    for name in systems:
+        table.add_column(name, justify="right")
+    lines: list[tuple[str, str, Callable[[Verdicts], float]]] = []
+    for category in ("sexual", "violence", "self_harm"):
+        idx = [i for i, c in enumerate(cases) if category in c.labels]
+        lines.append(
+            (f"recall {category} (n={len(idx)})", ">= 0.90",
+             lambda v, idx=idx: sum(v["standard"][i] for i in idx) / len(idx))
+        )  # fmt: skip
+    for cls, target in (
+        ("person_registered", ">= 0.90"),
+        ("person_wellknown", ">= 0.85"),
+        ("hard_minor", ">= 0.95"),
+    ):
+        idx = [i for i, c in enumerate(cases) if c.cls == cls]
+        lines.append(
+            (f"blocked under off: {cls} (n={len(idx)})", target,
+             lambda v, idx=idx: sum(v["off"][i] for i in idx) / len(idx))
+        )  # fmt: skip
+    benign = [i for i, c in enumerate(cases) if not c.unsafe and not c.hard]
+    lines.append(
+        (f"benign FP (n={len(benign)})", "<= 0.03",
+         lambda v: sum(v["standard"][i] for i in benign) / len(benign))
+    )  # fmt: skip
+    hard_benign = [i for i, c in enumerate(cases) if c.cls in HARD_BENIGN]
+    lines.append(
+        (f"hard rule misfires under off (n={len(hard_benign)})", "low",
+         lambda v: sum(v["off"][i] for i in hard_benign) / len(hard_benign))
+    )  # fmt: skip
+    out = {}
+    for label, target, fn in lines:
+        cells = []
+        for name, verdicts in systems.items():
+            if verdicts is None or (name.startswith("peer") and not _peer_covers(label)):
+                cells.append("n/a")
+                continue
+            value = fn(verdicts)
+            out.setdefault(label, {})[name] = value
+            cells.append(f"{value:.3f}")
+        table.add_row(label, target, *cells)
+    console.print(table)
+    return out
+
+
+def coverage_by_kind(split: str, cases: Sequence[Case], verdicts: Verdicts) -> None:
+    """Hard-rule coverage per cue kind (minor cue kinds, person variant kinds)."""
+    for cls in ("hard_minor", "benign_minor", "person_registered", "person_wellknown"):
+        table = Table(title=f"{split}: {cls} by cue kind (genguard, under off)")
+        table.add_column("kind")
+        table.add_column("cases", justify="right")
+        table.add_column("blocked", justify="right")
+        by_kind: dict[str, list[bool]] = defaultdict(list)
+        for c, flag in zip(cases, verdicts["off"], strict=True):
+            if c.cls == cls:
+                by_kind[c.kind].append(flag)
+        for kind, flags in sorted(by_kind.items()):
+            table.add_row(kind or "-", str(len(flags)), f"{sum(flags) / len(flags):.3f}")
+        console.print(table)
+
+
+def misses(cases: Sequence[Case], verdicts: Verdicts, limit: int) -> None:
     shown = 0
-    for r, p in zip(rows, pred, strict=True):
-        want = set(r["labels"])
-        if (want and not want <= p) or (not want and p):
+    for c, std, off in zip(cases, verdicts["standard"], verdicts["off"], strict=True):
+        flagged = off if c.hard else std
+        if flagged != c.unsafe:
+            neg = f" [neg: {c.negative!r}]" if c.negative else ""
+            want = "flag" if c.unsafe else "pass"
             console.print(
-                f"  [dim]{r['variant']:>18}[/dim] want={sorted(want)} got={sorted(p)} {r['text']!r}"
+                f"  [dim]{c.cls:>20} {c.kind:>14}[/dim] want={want} {c.text!r}{neg}",
+                highlight=False,
             )
             shown += 1
             if shown >= limit:
-                break
+                return
 
 
-def _per_second(fn: Callable[[], object], n: int, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return n / best
+# ---------------------------------------------------------------------------------------
+# Throughput
+# ---------------------------------------------------------------------------------------
 
 
-def _benign_corpus(n: int = 2000) -> list[str]:
-    """Synthetic ordinary prompts (subjects x settings x styles): typical benign traffic."""
+def _ordinary_prompts(n: int = 2000) -> list[str]:
     subjects = ["a cat", "an old lighthouse", "a woman in a red coat", "a futuristic city",
                 "a bowl of ramen", "a mountain lake", "a vintage car", "a knight in armour",
                 "a cozy library", "a robot gardener"]  # fmt: skip
     settings = ["at sunset", "in the rain", "on the moon", "in a misty forest", "at night"]
     styles = ["oil painting", "highly detailed, 4k", "watercolor", "studio photo, 85mm",
-              "anime style"]  # fmt: skip
+              "masterpiece, best quality, (sharp focus:1.2)"]  # fmt: skip
     out = [f"{a} {b}, {c}" for a in subjects for b in settings for c in styles]
     return (out * (n // len(out) + 1))[:n]
 
 
-def _lexicon_rate(
-    analyser: PromptAnalyser, texts: list[str], reps: int
-) -> tuple[float, float, float]:
-    """prompts/s, p50 ms, p99 ms of one-prompt calls on the lexicon path."""
-    rate = _per_second(lambda: [analyser.analyse(t) for t in texts], len(texts), reps)
-    latencies = []
-    for _ in range(3):
-        for t in texts:
-            start = time.perf_counter()
-            analyser.analyse(t)
-            latencies.append((time.perf_counter() - start) * 1000)
-    latencies.sort()
-    return rate, statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
-
-
-def throughput(rows: list[dict], semantic: bool, quick: bool) -> None:
-    texts = [r["text"] for r in rows]
+def throughput(texts: list[str], semantic: bool, quick: bool) -> dict[str, float]:
     lexical = PromptAnalyser(semantic=False)
-    lexical.analyse_many(texts)  # warm caches, build lexicon
-    naive = naive_filter(lexical.lexicon)
-    reps = 3 if quick else 10
-    table = Table(title="Throughput (one process, one thread for the lexicon path)")
-    table.add_column("path")
-    table.add_column("prompts/s", justify="right")
-    table.add_column("p50 ms", justify="right")
-    table.add_column("p99 ms", justify="right")
-
-    naive_rate = _per_second(lambda: [naive(t) for t in texts], len(texts), reps)
-    table.add_row("naive word list (anchor), eval set", f"{naive_rate:,.0f}", "", "")
-    lex_rate, p50, p99 = _lexicon_rate(lexical, texts, reps)
-    table.add_row(
-        f"genguard lexicon path, eval set (n={len(texts)}; target >= 20,000/s, p99 < 5 ms)",
-        f"{lex_rate:,.0f}",
-        f"{p50:.3f}",
-        f"{p99:.3f}",
-    )
-    corpus = _benign_corpus()
-    rate, p50, p99 = _lexicon_rate(lexical, corpus, reps)
-    table.add_row(
-        f"genguard lexicon path, ordinary benign prompts (n={len(corpus)})",
-        f"{rate:,.0f}",
-        f"{p50:.3f}",
-        f"{p99:.3f}",
-    )
+    lexical.analyse_many(texts)  # warm: lexicon, persons, word frequencies
+    table = Table(title="Throughput, one process, one thread (lexicon path: no model)")
+    for column in ("path", "prompts/s", "p50 ms", "p99 ms"):
+        table.add_column(column, justify="right" if column != "path" else "left")
+    out = {}
+    for label, corpus in (("eval prompts", texts), ("ordinary prompts", _ordinary_prompts())):
+        latencies = []
+        start = time.perf_counter()
+        for t in corpus:
+            t0 = time.perf_counter()
+            lexical.analyse(t)
+            latencies.append((time.perf_counter() - t0) * 1000)
+        rate = len(corpus) / (time.perf_counter() - start)
+        latencies.sort()
+        out[f"lexicon {label}"] = rate
+        table.add_row(
+            f"genguard lexicon path, {label} (n={len(corpus)}; target >= 10,000/s)",
+            f"{rate:,.0f}",
+            f"{statistics.median(latencies):.3f}",
+            f"{latencies[int(len(latencies) * 0.99) - 1]:.3f}",
+        )
     if semantic:
         from genguard.text.encoder import get_encoder
         from genguard.text.semantic import SemanticChecker
 
-        for kind in ("numpy", "onnx", "onnx-int8"):
+        for kind in ("onnx", "onnx-int8") if not quick else ("onnx",):
             try:
                 encoder = get_encoder(kind)
-            except ImportError as exc:  # onnx not installed: numpy only
-                table.add_row(f"genguard + semantic ({kind}): unavailable ({exc})", "", "", "")
+            except ImportError as exc:
+                table.add_row(f"+ semantic ({kind}): unavailable ({exc})", "", "", "")
                 continue
             full = PromptAnalyser(semantic=True, encoder=encoder)
-            # Measure the model, not the repeated-prompt cache.
-            full._semantic = SemanticChecker(encoder, memo_size=0)
+            full._semantic = SemanticChecker(encoder, memo_size=0)  # measure the model
             full.analyse_many(texts[:32])
-            rate = _per_second(
-                lambda full=full: full.analyse_many(texts), len(texts), 1 if quick else 3
-            )
+            start = time.perf_counter()
+            full.analyse_many(texts)
+            rate = len(texts) / (time.perf_counter() - start)
+            out[f"semantic {kind}"] = rate
             table.add_row(
-                f"genguard + semantic, batched, encoder {kind} (target >= 500/s)",
-                f"{rate:,.0f}",
-                "",
-                "",
+                f"genguard + semantic, batched, {kind} (target >= 500/s)", f"{rate:,.0f}", "", ""
             )
     console.print(table)
-    console.print(f"speed ratio naive / genguard lexicon (eval set): {naive_rate / lex_rate:.1f}x")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--no-semantic", action="store_true", help="skip the MiniLM model")
-    parser.add_argument("--quick", action="store_true", help="shorter timing loops")
-    parser.add_argument("--misses", action="store_true", help="list each system's errors")
-    parser.add_argument("--speed-only", action="store_true", help="skip the accuracy tables")
+    parser.add_argument("--split", choices=(*SPLITS, "both"), default="both")
+    parser.add_argument("--no-semantic", action="store_true", help="lexicon path only")
+    parser.add_argument("--misses", type=int, default=0, help="list N errors (dev split only)")
+    parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--peer-python", default=os.environ.get("GENGUARD_PEER_PYTHON"))
+    parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
     semantic = not args.no_semantic
-    rows = load_eval()
-    console.print(
-        f"eval set: {len(rows)} prompts; CPU threads available: {os.cpu_count()}; "
-        f"semantic threshold {SEMANTIC_THRESHOLD}, flag at score >= {FLAG}"
-    )
-    if args.speed_only:
-        throughput(rows, semantic, args.quick)
-        return
-    preds = evaluate(rows, semantic)
-    accuracy_tables(rows, preds)
-    if semantic:
-        threshold_sweep(rows)
-    if args.misses:
-        for name, pred in preds.items():
-            if name != "naive word list":
-                console.print(f"[bold]errors of {name}[/bold]")
-                misses(rows, pred, limit=40)
-    throughput(rows, semantic, args.quick)
+    splits = SPLITS if args.split == "both" else (args.split,)
+    report: dict = {"semantic": semantic}
+    if not args.speed_only:
+        for split in splits:
+            cases = all_cases(split)
+            console.print(f"[bold]{split}[/bold]: {len(cases)} cases")
+            systems: dict[str, Verdicts | None] = {}
+            if semantic:
+                systems["genguard"] = genguard_verdicts(cases, split, semantic=True)
+            systems["genguard lexicon"] = genguard_verdicts(cases, split, semantic=False)
+            systems["naive word list"] = naive_verdicts(cases, split)
+            systems["peer nsfw-bow"] = peer_verdicts(cases, args.peer_python)
+            report[split] = {
+                "classes": class_table(split, cases, systems),
+                "targets": category_summary(split, cases, systems),
+            }
+            main_system = systems["genguard" if semantic else "genguard lexicon"]
+            assert main_system is not None
+            coverage_by_kind(split, cases, main_system)
+            if args.misses and split == "dev":
+                console.print("[bold]errors (dev)[/bold]")
+                misses(cases, main_system, args.misses)
+    texts = [c.text for c in all_cases("dev")]
+    report["throughput"] = throughput(texts, semantic, args.quick)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

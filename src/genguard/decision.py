@@ -68,7 +68,8 @@ class Match:
     end: int
     quote: str
     score: float
-    source: str  # "lexicon", "semantic", "person", ...
+    source: str  # "lexicon", "semantic", "person", "rule", "negative_prompt"
+    field: str = "prompt"  # which text start/end index: "prompt" or "negative_prompt"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -84,7 +84,7 @@ class Guard:
         # one thread each use two cores better than each model on two threads in turn.
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.detectors)))
         self.stages = self._build_stages()
-        self._acting = policy.image.acting_categories()
+        self._acting = policy.acting_image_categories()
 
     def _build_stages(self) -> list[list[ImageDetector]]:
         """Group detectors into cascade stages (one stage when the policy sets none)."""
@@ -357,28 +357,44 @@ class Guard:
     def prompt_analyser(self) -> PromptAnalyser:
         if self._prompt_analyser is None:
             from genguard.text.analyser import PromptAnalyser
+            from genguard.text.persons import load_registry
 
+            # The same registered persons as the CLI and the gateway (the default store).
             self._prompt_analyser = PromptAnalyser(
-                semantic=self.policy.prompt.semantic, max_chars=self.policy.prompt.max_chars
+                semantic=self.policy.prompt.semantic,
+                max_chars=self.policy.prompt.max_chars,
+                persons=load_registry(),
             )
         return self._prompt_analyser
 
     def check_prompt(self, text: str, *, negative_prompt: str | None = None) -> Decision:
-        """Check a prompt; a negative prompt is checked apart and never counts as a request."""
-        signals = self.prompt_analyser.analyse(
-            text, semantic_threshold=self.policy.prompt.semantic_threshold
-        )
-        decision = self._prompt_decision(signals)
-        if negative_prompt:
-            decision.notes.extend(self._negative_notes(negative_prompt))
-        return decision
+        """Check a prompt. A negative prompt never counts as a request ("nude, child" there
+        is a safety measure), except that a list of clothes there asks for nudity."""
+        (result,) = self.check_prompts([text], negative_prompts=[negative_prompt])
+        if isinstance(result, ContentError):
+            raise result
+        return result
 
-    def check_prompts(self, texts: Sequence[str]) -> list[Decision | ContentError]:
+    def check_prompts(
+        self, texts: Sequence[str], *, negative_prompts: Sequence[str | None] | None = None
+    ) -> list[Decision | ContentError]:
         """Batch check (semantic pass batched); a bad prompt yields its ContentError in place."""
+        negatives = list(negative_prompts) if negative_prompts is not None else [None] * len(texts)
         results = self.prompt_analyser.analyse_many(
-            texts, semantic_threshold=self.policy.prompt.semantic_threshold
+            texts,
+            semantic_threshold=self.policy.prompt.semantic_threshold,
+            negative_prompts=negatives,
         )
-        return [r if isinstance(r, ContentError) else self._prompt_decision(r) for r in results]
+        out: list[Decision | ContentError] = []
+        for result, negative in zip(results, negatives, strict=True):
+            if isinstance(result, ContentError):
+                out.append(result)
+                continue
+            decision = self._prompt_decision(result)
+            if negative:
+                decision.notes.extend(self._negative_notes(negative))
+            out.append(decision)
+        return out
 
     def _prompt_decision(self, signals: Any) -> Decision:
         started = time.perf_counter()
@@ -398,12 +414,10 @@ class Guard:
 
     def _negative_notes(self, negative_prompt: str) -> list[str]:
         try:
-            signals = self.prompt_analyser.analyse(
-                negative_prompt, semantic_threshold=self.policy.prompt.semantic_threshold
-            )
+            signals = self.prompt_analyser.analyse_words(negative_prompt)
         except ContentError as exc:
             return [f"negative prompt not checked: {exc}"]
-        flagged = sorted(k for k, v in signals.categories.items() if v >= 0.5)
+        flagged = sorted(k for k, v in signals.categories.items() if v >= 0.5 and k != "suggestive")
         if not flagged:
             return []
         return [f"negative prompt mentions {', '.join(flagged)}: treated as a safety measure"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -91,10 +92,17 @@ class ImagePolicy(_Strict):
                 raise ValueError(f"calibration curve {name!r} must stay within [0, 1]")
         return _check_categories(value, "image")
 
-    def acting_categories(self) -> set[str]:
-        """Categories whose score can change a verdict (rules that act, and hard rules)."""
+    def acting_categories(self, hard_rules: Sequence[HardRule] = ()) -> set[str]:
+        """Categories whose score can change a verdict: rules that act, and the image
+        signals of the built-in hard rules and of ``hard_rules`` (a policy's own)."""
         acting = {n for n, r in self.categories.items() if r.action is not Action.ALLOW}
-        return acting | {name for rule in HARD_RULES for group in rule.all_of for name in group}
+        for rule in (*HARD_RULES, *hard_rules):
+            for group in rule.all_of:
+                for signal in group:
+                    modality, _, name = signal.rpartition(":")
+                    if modality in ("", "image"):
+                        acting.add(name)
+        return acting
 
     def calibrated(self, scores: dict[str, float]) -> dict[str, float]:
         """Apply the calibration maps (identity for categories without one)."""
@@ -121,17 +129,80 @@ class PromptPolicy(_Strict):
 
 
 class HardRule(_Strict):
-    """Block when one category of *every* group reaches ``threshold``.
+    """Block when one signal of *every* group reaches its threshold.
 
-    ``all_of = [["sexual", "nudity"], ["minor"]]`` reads: (sexual or nudity) and minor.
-    Category names are looked up across modalities, so a prompt's ``minor`` and an
-    image's ``nudity`` combine when an image is checked with its prompt as context.
+    ``all_of = [["sexual", "suggestive"], ["minor"]]`` reads: (sexual or suggestive) and
+    minor. A signal is a category name, looked up across modalities (a prompt's ``minor``
+    and an image's ``nudity`` combine when an image is checked with its prompt as
+    context), or ``modality:name`` for one modality only (``prompt:suggestive``).
+
+    Thresholds are per signal: ``thresholds`` maps a signal (``name`` or
+    ``modality:name``, the more specific key wins) to its threshold, and ``threshold`` is
+    the default. Why per signal: one word of soft evidence ("sexy", weight 0.4) next to a
+    child is a sexualisation, so the prompt's sexual/suggestive evidence must count from
+    0.3, while an image's ``suggestive`` score (a covered swimsuit) must not.
     """
 
     name: str
     all_of: list[list[str]] = Field(min_length=1)
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    thresholds: dict[str, float] = Field(default_factory=dict)
     description: str = ""
+
+    @field_validator("all_of")
+    @classmethod
+    def _known_signals(cls, value: list[list[str]]) -> list[list[str]]:
+        for group in value:
+            if not group:
+                raise ValueError("a hard rule group needs at least one signal")
+            for signal in group:
+                _check_signal(signal)
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _valid_thresholds(cls, value: dict[str, float]) -> dict[str, float]:
+        for signal, threshold in value.items():
+            _check_signal(signal)
+            if not 0.0 <= threshold <= 1.0:
+                raise ValueError(f"threshold of {signal!r} must be within [0, 1]")
+        return value
+
+    def threshold_for(self, modality: str, name: str) -> float:
+        """The threshold of ``name`` seen in ``modality`` (specific key, bare key, default)."""
+        specific = self.thresholds.get(f"{modality}:{name}")
+        if specific is not None:
+            return specific
+        return self.thresholds.get(name, self.threshold)
+
+    def fired_by(self, signals: dict[tuple[str, str], float]) -> list[str] | None:
+        """The signals (one per group) that make this rule fire, or None.
+
+        ``signals`` maps (modality, category) to a score.
+        """
+        evidence = []
+        for group in self.all_of:
+            hit = None
+            for signal in group:
+                modality, _, name = signal.rpartition(":")
+                for (mod, cat), score in signals.items():
+                    if cat != name or (modality and mod != modality):
+                        continue
+                    if score >= self.threshold_for(mod, cat) and (hit is None or score > hit[1]):
+                        hit = (f"{mod} {cat}", score)
+            if hit is None:
+                return None
+            evidence.append(f"{hit[0]} {hit[1]:.2f}")
+        return evidence
+
+
+def _check_signal(signal: str) -> None:
+    modality, _, name = signal.rpartition(":")
+    if modality and modality not in ("image", "prompt"):
+        raise ValueError(f"signal {signal!r}: modality must be 'image' or 'prompt'")
+    modalities = [modality] if modality else ["image", "prompt"]
+    if not any(taxonomy.is_known(name, m) for m in modalities):  # type: ignore[arg-type]
+        raise ValueError(f"signal {signal!r} names no known category")
 
 
 class Policy(_Strict):
@@ -166,11 +237,26 @@ class Policy(_Strict):
     def all_hard_rules(self) -> list[HardRule]:
         return [*HARD_RULES, *self.hard_rules]
 
+    def acting_image_categories(self) -> set[str]:
+        """Image categories that can change a verdict, this policy's own hard rules included."""
+        return self.image.acting_categories(self.hard_rules)
+
     def to_toml_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
 
-SEXUAL_SIGNALS = ["sexual", "sexual_explicit", "nudity"]
+#: Any sexual evidence, from a prompt or an image: explicit, nudity, or soft sexualisation.
+SEXUAL_SIGNALS = ["sexual", "sexual_explicit", "nudity", "suggestive"]
+#: Per-signal thresholds shared by both hard rules. A prompt's sexual or suggestive
+#: evidence counts from 0.3 (any single lexicon term that sexualises: "sexy" 0.5,
+#: "seductive" 0.5, "lingerie" 0.5; swimwear alone is 0.2 and does not count). Image
+#: detectors count at their usual 0.5, except an image's ``suggestive`` (covered
+#: swimwear, a bare belly), which only counts when strong.
+_SEXUAL_THRESHOLDS = {
+    "prompt:sexual": 0.3,
+    "prompt:suggestive": 0.3,
+    "image:suggestive": 0.8,
+}
 
 #: Rules no profile can switch off: sexual content involving minors, and sexual content
 #: involving a real, protected person (non-consensual deepfakes).
@@ -179,14 +265,17 @@ HARD_RULES: tuple[HardRule, ...] = (
         name="sexual_minor",
         all_of=[SEXUAL_SIGNALS, ["minor"]],
         threshold=0.5,
-        description="sexual content involving a minor is blocked under every policy",
+        thresholds=_SEXUAL_THRESHOLDS,
+        description="sexual or sexualised content involving a minor is blocked under every policy",
     ),
     HardRule(
         name="sexual_real_person",
         all_of=[SEXUAL_SIGNALS, ["real_person"]],
         threshold=0.5,
+        thresholds=_SEXUAL_THRESHOLDS,
         description=(
-            "sexual content involving a real, protected person is blocked under every policy"
+            "sexual or sexualised content involving a real, protected person is blocked "
+            "under every policy"
         ),
     ),
 )
@@ -292,11 +381,14 @@ def evaluate(
     modality: taxonomy.Modality,
     scores: dict[str, float],
     context: dict[str, float] | None = None,
+    *,
+    context_modality: taxonomy.Modality = "prompt",
 ) -> Verdict:
     """Apply thresholds, actions and hard rules to category scores.
 
-    ``context`` carries scores from related content (the prompt an image was generated
-    from) that take part in hard rules but not in thresholds.
+    ``context`` carries scores from related content (by default the prompt an image was
+    generated from, ``context_modality``) that take part in hard rules but not in
+    thresholds.
     """
     rules = policy.image.categories if modality == "image" else policy.prompt.categories
     action = Action.ALLOW
@@ -312,20 +404,26 @@ def evaluate(
             action = Action.worst(action, rule.action)
             if rule.action is Action.CENSOR:
                 censor.add(name)
-    combined = dict(scores)
+    signals = {(modality, k): v for k, v in scores.items()}
     for key, value in (context or {}).items():
-        combined[key] = max(value, combined.get(key, 0.0))
-    hard = _first_hard_rule(policy, combined)
+        signal = (context_modality, key)
+        signals[signal] = max(value, signals.get(signal, 0.0))
+    hard = first_hard_rule(policy, signals)
     if hard is not None:
+        rule, evidence = hard
         action = Action.BLOCK
-        reasons.insert(0, f"hard rule {hard.name}: {hard.description} -> block")
-    return Verdict(action, reasons, hard.name if hard else None, censor)
+        reasons.insert(
+            0, f"hard rule {rule.name}: {rule.description} ({', '.join(evidence)}) -> block"
+        )
+    return Verdict(action, reasons, hard[0].name if hard else None, censor)
 
 
-def _first_hard_rule(policy: Policy, scores: dict[str, float]) -> HardRule | None:
+def first_hard_rule(
+    policy: Policy, signals: dict[tuple[str, str], float]
+) -> tuple[HardRule, list[str]] | None:
+    """The first hard rule that fires on ``(modality, category) -> score``, with evidence."""
     for rule in policy.all_hard_rules():
-        if all(
-            any(scores.get(name, 0.0) >= rule.threshold for name in group) for group in rule.all_of
-        ):
-            return rule
+        evidence = rule.fired_by(signals)
+        if evidence is not None:
+            return rule, evidence
     return None

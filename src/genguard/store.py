@@ -53,6 +53,17 @@ class PersonRow(Base):
         self.aliases_json = json.dumps(list(values), ensure_ascii=False)
 
 
+class PersonExclusionRow(Base):
+    """A built-in protected person the operator chose not to protect."""
+
+    __tablename__ = "person_exclusions"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=lambda: datetime.now(UTC)
+    )
+
+
 def _to_url(url_or_path: str | Path | None) -> tuple[str, Path | None]:
     """SQLAlchemy URL for a path or URL; also the SQLite file path when there is one."""
     if url_or_path is None:

@@ -55,6 +55,10 @@ for _name, _description in (
 
 for _name, _description in (
     ("sexual", "asks for sexual content or nudity"),
+    (
+        "suggestive",
+        "soft sexualisation (lingerie, seductive poses): fine for adults, never for minors",
+    ),
     ("minor", "mentions a child or a young-looking person"),
     ("violence", "asks for gore, injury or killing"),
     ("real_person", "names a real, protected person"),

@@ -62,8 +62,9 @@ def test_match_is_real_person_with_score(registry: PersonRegistry) -> None:
 def test_builtin_examples_load_unless_disabled() -> None:
     assert names(PersonRegistry(), "Barack Obama waving") == [("Barack Obama", "Barack Obama")]
     assert names(PersonRegistry(builtin=False), "Barack Obama waving") == []
-    # Common words that are also surnames do not match on their own.
-    assert names(PersonRegistry(), "a swift river and a trump card") == []
+    # Common words that are also names are at most weak evidence (below every hard rule).
+    weak = PersonRegistry().find(normalize("a swift river and a trump card"))
+    assert all(m.score < 0.5 for m in weak)
     assert names(PersonRegistry(), "a tailor shifting gears") == []
 
 
@@ -100,3 +101,57 @@ def test_store_rejects_bad_input(tmp_path: Path) -> None:
             add_person(store, "   ")
         with pytest.raises(ConfigError, match="non-empty name"):
             add_person(store, "\u200b")
+
+
+def test_operators_can_exclude_and_restore_builtin_persons(tmp_path: Path) -> None:
+    from genguard.text.persons import exclude_person, include_person, list_exclusions
+
+    with open_store(tmp_path / "g.db") as store:
+        assert names(PersonRegistry.from_store(store), "Tom Hanks smiling")
+        exclude_person(store, "Tom Hanks")
+        assert list_exclusions(store) == ["Tom Hanks"]
+        assert names(PersonRegistry.from_store(store), "Tom Hanks smiling") == []
+        assert names(PersonRegistry.from_store(store), "Taylor Swift smiling")  # others stay
+        assert include_person(store, "tom hanks")
+        assert names(PersonRegistry.from_store(store), "Tom Hanks smiling")
+        with pytest.raises(ConfigError, match="not in the built-in list"):
+            exclude_person(store, "Jane Nobody-Known")
+
+
+def test_guard_from_policy_loads_the_registered_persons(tmp_path: Path, monkeypatch) -> None:
+    from genguard.guard import Guard
+
+    db = tmp_path / "g.db"
+    with open_store(db) as store:
+        add_person(store, "Quentin Marrowby-Faust")
+    monkeypatch.setenv("GENGUARD_STORE", str(db))
+    guard = Guard.from_policy("off", backends=[])
+    decision = guard.check_prompt("Quentin Marrowby-Faust, nude")
+    assert decision.hard_rule == "sexual_real_person"
+
+
+def test_builtin_list_is_large_and_multinational() -> None:
+    from genguard.text.persons import builtin_persons
+
+    people = builtin_persons()
+    assert len(people) >= 7000
+    assert len({p.country for p in people}) >= 100
+    assert {"politics", "film", "music", "sport", "online"} <= {p.domain for p in people}
+
+
+def test_name_variants_as_people_write_them() -> None:
+    registry = PersonRegistry()
+    for text, person in [
+        ("Tayler Swfit on stage", "Taylor Swift"),
+        ("Faylor Swift on stage", "Taylor Swift"),  # a typo in the first letter
+        ("Swift, Taylor", "Taylor Swift"),
+        ("E. Watson at a premiere", "Emma Watson"),
+        ("@taylorswift13", "Taylor Swift"),
+        ("Дональд Трамп", "Donald Trump"),
+        ("テイラー・スウィフト", "Taylor Swift"),
+        ("Leonardo DiCarpio", "Leonardo DiCaprio"),
+        ("IU in a cafe", "IU"),
+    ]:
+        assert person in {term for term, _ in names(registry, text)}, text
+    for text in ("a curry in a bowl", "e watson", "iu", "musk perfume", "a frank talk"):
+        assert all(m.score < 0.5 for m in registry.find(normalize(text))), text

