@@ -60,6 +60,24 @@ class FakePromptAnalyser:
         self.max_chars = max_chars
         self.calls = 0
 
+    def analyse_many(
+        self,
+        texts: list[str],
+        *,
+        semantic_threshold: float = 0.6,
+        negative_prompts: list[str | None] | None = None,
+    ) -> list[FakeSignals | ContentError]:
+        out: list[FakeSignals | ContentError] = []
+        for text in texts:
+            try:
+                out.append(self.analyse(text, semantic_threshold=semantic_threshold))
+            except ContentError as exc:
+                out.append(exc)
+        return out
+
+    def analyse_words(self, text: str) -> FakeSignals:
+        return self.analyse(text)
+
     def analyse(self, text: str, *, semantic_threshold: float = 0.6) -> FakeSignals:
         self.calls += 1
         if not text.strip():
