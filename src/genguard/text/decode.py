@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import codecs
 import html
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 #: At most this many base64/hex payloads are decoded per prompt ...
@@ -39,13 +40,14 @@ class View:
     """A reading of the prompt: text plus, per character, its span in the original."""
 
     text: str
-    starts: list[int]
-    ends: list[int]
+    starts: Sequence[int]
+    ends: Sequence[int]
     how: str = ""  # what was decoded (a note), empty for the prompt itself
 
     @classmethod
     def of(cls, text: str) -> View:
-        return cls(text, list(range(len(text))), list(range(1, len(text) + 1)))
+        """The prompt itself (identity maps as ranges: no per-character lists)."""
+        return cls(text, range(len(text)), range(1, len(text) + 1))
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """Original span of ``text[start:end]``."""
@@ -113,7 +115,8 @@ _ALNUM_RUN_RE = re.compile(r"[A-Za-z0-9]+")
 _CAMEL_HINT_RE = re.compile(r"[a-z][A-Z]")
 #: Longer runs are not words joined by camelCase (base64, hashes): not split.
 MAX_JOINED = 64
-_FRONTEND_HINT_RE = re.compile(r"[<{|$#_]|embedding:|[a-z][A-Z]|BREAK", re.I)
+#: Anything front-end syntax could hide words in (case matters for camelCase).
+_FRONTEND_HINT_RE = re.compile(r"[<{|$#_]|[Ee][Mm][Bb][Ee][Dd][Dd][Ii][Nn][Gg]:|[a-z][A-Z]|BREAK")
 
 
 def _split_name(name: str) -> str:
@@ -176,11 +179,14 @@ def _looks_joined(token: str) -> bool:
     return changes <= max(1, len(token) // 5) and sum(c.isdigit() for c in token) <= 2
 
 
-def _covered(edits: list[Edit]):
+def _covered(edits: list[Edit]) -> Callable[[int], bool]:
+    """Whether a position falls inside one of the edits (binary search)."""
     spans = sorted((s, e) for s, e, _ in edits)
+    starts = [s for s, _ in spans]
 
     def inside(pos: int) -> bool:
-        return any(s <= pos < e for s, e in spans)
+        k = bisect.bisect_right(starts, pos) - 1
+        return k >= 0 and pos < spans[k][1]
 
     return inside
 
@@ -413,7 +419,7 @@ _UPSIDE_DOWN_MARKERS = set("ɐǝɟƃɥᴉɾʞɯɹʇʌʍʎ∀ƆƎℲ⅁⋊˥Ԁ⊥
 
 def upside_down_view(text: str) -> View | None:
     """``ǝpnu`` -> ``nude``: flipped letters mapped back and the order reversed."""
-    if sum(c in _UPSIDE_DOWN_MARKERS for c in text) < 2:
+    if text.isascii() or sum(c in _UPSIDE_DOWN_MARKERS for c in text) < 2:
         return None
     n = len(text)
     chars = [_UPSIDE_DOWN.get(c, c.lower()) for c in reversed(text)]
@@ -430,10 +436,7 @@ def reversed_view(text: str) -> View:
 
 def rot13_view(text: str) -> View:
     return View(
-        codecs.encode(text, "rot13"),
-        list(range(len(text))),
-        list(range(1, len(text) + 1)),
-        "read rot13 text",
+        codecs.encode(text, "rot13"), range(len(text)), range(1, len(text) + 1), "read rot13 text"
     )
 
 

@@ -258,6 +258,7 @@ class Lexicon:
             self._load_dir(directory)
         self.ages = AgeRules.from_dirs(dirs)
         self._segment_cache: dict[str, tuple[str, ...] | None] = {}
+        self._start_cache: dict[str, bool] = {}
         self._index()
 
     # -- loading ------------------------------------------------------------------------
@@ -523,7 +524,10 @@ class Lexicon:
         stem_second, stem_first = self._stem_second, self._stem_first
         n = len(words)
         keys_of = [_token_keys(w) for w in words]
+        starts = self._starts
         for i, token in enumerate(words):
+            if not starts(token):
+                continue  # most words of most prompts start no term: one cached probe
             keys = keys_of[i]
             if not by_first.isdisjoint(keys):
                 seen: set[int] = set()
@@ -552,6 +556,18 @@ class Lexicon:
                         if last is not None:
                             hits.append((i, last, term))
         return stretched
+
+    def _starts(self, token: str) -> bool:
+        """Whether some term can start at this word (cached per word and lexicon)."""
+        cached = self._start_cache.get(token)
+        if cached is None:
+            cached = not self._by_first.isdisjoint(_token_keys(token)) or any(
+                form[:MIN_PREFIX] in self._stem_first for form in _arabic_forms(token)
+            )
+            if len(self._start_cache) > 200_000:
+                self._start_cache.clear()
+            self._start_cache[token] = cached
+        return cached
 
     @staticmethod
     def _match_words(words: list[str], i: int, term: Term) -> int | None:

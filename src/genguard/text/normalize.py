@@ -30,6 +30,7 @@ import itertools
 import json
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -495,7 +496,9 @@ def normalize_term(term: str) -> str:
     return " ".join(normalize(term).text.split())
 
 
-def normalize_view(text: str, original: str, starts: list[int], ends: list[int]) -> Normalised:
+def normalize_view(
+    text: str, original: str, starts: Sequence[int], ends: Sequence[int]
+) -> Normalised:
     """Normalise a decoded reading of ``original`` (see :mod:`genguard.text.decode`).
 
     ``starts``/``ends`` give, per character of ``text``, its span in ``original``; the
@@ -507,7 +510,7 @@ def normalize_view(text: str, original: str, starts: list[int], ends: list[int])
         local_starts: list[int] | None, local_ends: list[int] | None, length: int
     ) -> tuple[list[int], list[int]]:
         if local_starts is None or local_ends is None:
-            return starts[:length], ends[:length]
+            return list(starts[:length]), list(ends[:length])
         return [starts[i] for i in local_starts], [ends[j - 1] for j in local_ends]
 
     base_starts, base_ends = compose(norm.base_starts, norm.base_ends, len(norm.base))

@@ -65,6 +65,8 @@ COMMON_WORD_RANK = 3000
 #: ... one-word names among this many are dictionary words ("willow", "trump"): they count
 #: only when written with a capital letter ...
 DICTIONARY_RANK = 20000
+#: ... words among this many are "plain" dictionary words (see NameIndex.plain) ...
+PLAIN_RANK = 30000
 #: ... and surnames become aliases only when rarer than this rank ("Musk" yes, "Watson" no).
 RARE_SURNAME_RANK = 20000
 #: A first name shared by this many listed people is a given name, not a person.
@@ -156,7 +158,9 @@ def _word_ranks() -> dict[str, int]:
     segment_words("warmup")  # loads the word frequencies once
     import wordsegment
 
-    ranked = sorted(wordsegment.UNIGRAMS.items(), key=lambda kv: -kv[1])[:RARE_SURNAME_RANK]
+    ranked = sorted(wordsegment.UNIGRAMS.items(), key=lambda kv: -kv[1])[
+        : max(RARE_SURNAME_RANK, PLAIN_RANK)
+    ]
     return {w: i for i, (w, _) in enumerate(ranked)}
 
 
@@ -256,6 +260,12 @@ class NameIndex:
         #: Frequent English words (kept with the index, so loading a pickled index does
         #: not need the word-frequency tables).
         self.common: frozenset[str] = frozenset()
+        #: Dictionary words: a window made of these only is no one's typo'd or joined name
+        #: (correctly spelled names are found by the exact pass; most prompts are made of
+        #: dictionary words and skip the fuzzy passes entirely).
+        self.plain: frozenset[str] = frozenset()
+        #: First words of multi-word names (an arranged name needs one nearby).
+        self.given: frozenset[str] = frozenset()
 
     def copy(self) -> NameIndex:
         """A copy that can be extended without touching this one."""
@@ -306,6 +316,10 @@ class NameIndex:
             self._first.setdefault(last_words[0], []).append(name)
 
     def _finish(self) -> None:
+        self.plain = frozenset(w for w, r in _word_ranks().items() if r < PLAIN_RANK)
+        self.given = frozenset(
+            n.words[0] for names in self._surname.values() for n in names if len(n.words) > 1
+        )
         self._roman_names = [
             n
             for names in self._first.values()
@@ -404,7 +418,7 @@ class NameIndex:
 
 #: Bump when NameIndex's fields or the matching rules that build it change: the pickled
 #: index is keyed by it.
-_INDEX_VERSION = "persons-index/4"
+_INDEX_VERSION = "persons-index/7"
 
 
 @lru_cache(maxsize=1)
@@ -469,6 +483,7 @@ class PersonRegistry:
             index.add(own)
         self._ix = index
         self._common = index.common
+        self._plain = index.plain
         self._fuzzy_cache: dict[str, tuple[_Name, ...]] = {}
         self._translit_cache: dict[tuple[str, str], int | None] = {}
 
@@ -497,8 +512,10 @@ class PersonRegistry:
         if tokens:
             self._exact(norm, tokens, found)
             self._arranged(norm, tokens, found)
-            self._joined(norm, tokens, found)
-            self._fuzzy(norm, tokens, found)
+            plain = self._ix.plain
+            if not all(t[2] in plain or not t[2].isalpha() for t in tokens):
+                self._joined(norm, tokens, found)
+                self._fuzzy(norm, tokens, found)
         if "@" in norm.original:
             self._handle_matches(norm, found)
         if self._ix._cjk and not text.isascii() and CJK_RE.search(text):
@@ -576,8 +593,11 @@ class PersonRegistry:
     ) -> None:
         words = [t[2] for t in tokens]
         foreign: bool | None = None
+        first = self._ix._first
+        if first.keys().isdisjoint(words):
+            return
         for i, token in enumerate(words):
-            for name in self._ix._first.get(token, ()):
+            for name in first.get(token, ()):
                 n = len(name.words)
                 if tuple(words[i : i + n]) != name.words:
                     continue
@@ -605,9 +625,22 @@ class PersonRegistry:
     ) -> None:
         """Initials (``e watson``), reversed order (``swift, taylor``), middle names."""
         words = [t[2] for t in tokens]
+        surname = self._ix._surname
+        if surname.keys().isdisjoint(words):
+            return
+        # A surname needs a first name or an initial next to it: check that first.
+        initials = any(len(w) == 1 and (w not in "ai" or "." in norm.original) for w in words)
+        if not initials and self._ix.given.isdisjoint(words):
+            return
+        present = set(words)
         for i, token in enumerate(words):
-            for name in self._ix._surname.get(token, ()):
+            names = surname.get(token)
+            if not names:
+                continue
+            for name in names:
                 first, rest = name.words[0], name.words[1:]
+                if first not in present and not (initials and first[0] in present):
+                    continue  # neither the first name nor its initial is in the prompt
                 # the surname part may be several words ("sarkissian dube")
                 j = i - rest.index(token) if token in rest else i
                 if j < 0 or tuple(words[j : j + len(rest)]) != rest:
@@ -687,7 +720,7 @@ class PersonRegistry:
                 joined += words[j]
                 if len(joined) > MAX_NAME_LETTERS:
                     break
-                all_common = all_common and words[j] in common
+                all_common = all_common and (words[j] in common or words[j] in self._plain)
                 if latin[i]:
                     # Windows of everyday words only ("cat sitting") are no one's typo'd
                     # name; skipping them keeps ordinary prompts cheap.
