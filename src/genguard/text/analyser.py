@@ -68,11 +68,22 @@ class PromptSignals:
 
 def _strongest(matches: Sequence[Match]) -> list[Match]:
     """One match per (category, term): several readings of the prompt may find the same
-    term, and a repeated word ("sexy sexy") is not more evidence than one."""
+    term, and a repeated word ("sexy sexy") is not more evidence than one. A lexicon term
+    inside a stronger phrase of the same category counts through the phrase only."""
     kept: list[Match] = []
-    for m in sorted(matches, key=lambda m: (-m.score, m.end - m.start, m.start)):
+    for m in sorted(matches, key=lambda m: (-m.score, m.start - m.end, m.start)):
         if any(k.category == m.category and k.term == m.term for k in kept):
             continue  # the same term again (another reading, or repeated) adds nothing
+        if m.source == "lexicon" and any(
+            k.category == m.category
+            and k.source == "lexicon"
+            and k.field == m.field
+            and k.start <= m.start
+            and m.end <= k.end
+            and (k.start, k.end) != (m.start, m.end)
+            for k in kept
+        ):
+            continue  # "lingerie" inside "in lingerie": the phrase already weighs it
         kept.append(m)
     return sorted(kept, key=lambda m: (m.start, m.end, m.category))
 
