@@ -164,3 +164,15 @@ def test_names_that_are_not_utf8_are_recorded_and_resumed(
     parquet = tmp_path / "odd.parquet"
     assert main(["scan", str(folder), "--out", str(parquet), "--no-progress"]) == 0
     assert sorted(r["path"] for r in read_rows(parquet)) == sorted(paths)
+
+
+def test_errors_are_one_line_at_any_width(tmp_path, capsys) -> None:
+    """A long path and rich markup characters stay on one line (no wrapping at 80 columns)."""
+    from genguard.cli import main
+
+    deep = tmp_path / ("x" * 60) / ("y" * 60) / "[bracketed] missing.png"
+    code = main(["check", str(deep)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "[bracketed] missing.png" in err

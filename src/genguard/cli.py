@@ -12,6 +12,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from genguard.errors import GenguardError
 
@@ -55,9 +56,12 @@ _register_subsystems()
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning genguard errors into one line and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except GenguardError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        # One line whatever the terminal width (rich would wrap at 80 columns when
+        # stderr is not a terminal) and whatever the message holds (paths, brackets).
+        message = escape(" ".join(str(exc).split()))
+        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         return 2
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()  # type: ignore[attr-defined]
             return 2
         raise
-    return 0
+    # A command may return its exit status (click passes it through unchanged).
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 def _is_usage_error(exc: Exception) -> bool:
