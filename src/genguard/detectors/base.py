@@ -11,7 +11,6 @@ New backends are one class in one file, registered by name with
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from genguard import settings
 from genguard.decision import Region
 from genguard.errors import ConfigError
 
@@ -160,7 +160,7 @@ def execution_providers() -> list[str]:
     """onnxruntime providers for ``GENGUARD_DEVICE``, with a clear error when unmet."""
     import onnxruntime as ort
 
-    device = os.environ.get(DEVICE_ENV, "cpu").strip().lower() or "cpu"
+    device = settings.device()
     available = ort.get_available_providers()
     has_cuda = "CUDAExecutionProvider" in available
     if device == "cpu" or (device == "auto" and not has_cuda):

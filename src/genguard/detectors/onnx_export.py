@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from genguard import settings
+
 log = logging.getLogger(__name__)
 
 #: Bumped when the export recipe changes (wrapper modules, opset): old files stop matching.
@@ -36,9 +38,7 @@ _HF_BLOB = re.compile(r"^[0-9a-f]{64}$")
 
 def cache_dir() -> Path:
     """Folder holding exported ``.onnx`` files (created on demand)."""
-    root = os.environ.get("GENGUARD_CACHE") or os.environ.get("GENGUARD_CACHE_DIR")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "genguard"
-    return base / "onnx"
+    return settings.cache_dir() / "onnx"
 
 
 def file_digest(path: Path) -> str:

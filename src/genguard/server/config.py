@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from genguard import settings
 from genguard.errors import ConfigError
 from genguard.policy import BUILTIN_PROFILES
 
@@ -174,10 +175,10 @@ class GatewayConfig(_Section):
 
     def admin_token(self) -> str:
         """The review token: the config's, else the environment's ('' = review disabled)."""
-        return self.review.admin_token or os.environ.get(ADMIN_TOKEN_ENV, "")
+        return self.review.admin_token or settings.admin_token()
 
     def content_key(self) -> str:
-        return self.store.content_key or os.environ.get(CONTENT_KEY_ENV, "")
+        return self.store.content_key or settings.content_key()
 
 
 def parse_config(data: dict[str, Any], origin: str = "<config>") -> GatewayConfig:

