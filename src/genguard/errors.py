@@ -59,3 +59,9 @@ class DeviceMemoryError(GenguardError):
     """The accelerator (or host) ran out of memory; the message says what to lower."""
 
     code = "out_of_memory"
+
+
+class GeneratorError(GenguardError):
+    """The generator backend failed or could not be reached (a 502 for the gateway's client)."""
+
+    code = "generator_failed"

@@ -14,9 +14,9 @@ from genguard.cli import main
 
 @pytest.fixture
 def fake_classifier():
-    CLASSIFIERS["test-fake"] = lambda options: FakeClassifier(reddish)
+    CLASSIFIERS.add("test-fake", lambda options: FakeClassifier(reddish))
     yield
-    CLASSIFIERS.pop("test-fake")
+    CLASSIFIERS.remove("test-fake")
 
 
 def test_audit_command_writes_the_report(tmp_path: Path, fake_classifier, capsys) -> None:

@@ -39,9 +39,9 @@ def counting_generator():
         stats["loaded"] += 1
         return Counting(model)
 
-    GENERATORS["counting"] = factory
+    GENERATORS.add("counting", factory)
     yield stats
-    GENERATORS.pop("counting")
+    GENERATORS.remove("counting")
 
 
 def audit(tmp_path: Path, clf: FakeClassifier, settings=SMALL, seeds=(0, 1, 2, 3)):
@@ -147,8 +147,9 @@ def test_bad_arguments(tmp_path: Path) -> None:
 def test_out_of_memory_becomes_a_clear_error() -> None:
     """A device OOM names what to lower instead of surfacing a CUDA traceback."""
     torch = pytest.importorskip("torch")
-    from genguard.audit.generators import DiffusersGenerator, GenerationSettings
     from genguard.errors import DeviceMemoryError
+    from genguard.generators import GenerationSettings
+    from genguard.generators.local import DiffusersGenerator
 
     def exhausted(**_kwargs):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")

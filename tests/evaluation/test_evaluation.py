@@ -17,7 +17,7 @@ from PIL import Image
 
 from genguard.cli import main
 from genguard.decision import Region
-from genguard.detectors.base import _REGISTRY, DetectorOutput, register_detector
+from genguard.detectors.base import DETECTORS, DetectorOutput, register_detector
 from genguard.errors import ConfigError
 from genguard.evaluation import metrics
 from genguard.evaluation.dataset import read_labelled_folder, read_labels_csv
@@ -87,7 +87,7 @@ class LevelDetector:
 def level_backend():
     register_detector("level")(LevelDetector)
     yield "level"
-    _REGISTRY.pop("level", None)
+    DETECTORS.remove("level")
 
 
 @pytest.fixture

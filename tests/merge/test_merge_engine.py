@@ -13,6 +13,7 @@ from merge_helpers import POSITION_IDS, SD1_KEYS, SDXL_KEYS, random_state
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
+from genguard.errors import ConfigError
 from genguard.merge import (
     MERGE_METHODS,
     MergeInputError,
@@ -156,7 +157,7 @@ def test_custom_method_registry_and_cleanup_on_failure(make_ckpt: Ckpt, tmp_path
         return ctx.tensors[0]
 
     try:
-        with pytest.raises(ValueError, match="already registered"):
+        with pytest.raises(ConfigError, match="already registered"):
             register_merge_method("test_fail_midway", description="dup")(fail)
         pa = make_ckpt("a", random_state(SD1_KEYS, 1))
         pb = make_ckpt("b", random_state(SD1_KEYS, 2))
@@ -167,7 +168,7 @@ def test_custom_method_registry_and_cleanup_on_failure(make_ckpt: Ckpt, tmp_path
         assert not (tmp_path / "o.safetensors").exists()
         assert not list(tmp_path.glob("*.partial"))  # no truncated checkpoint left behind
     finally:
-        MERGE_METHODS.pop("test_fail_midway", None)
+        MERGE_METHODS.remove("test_fail_midway")
 
 
 def test_progress_reports_bytes_up_to_total(make_ckpt: Ckpt, tmp_path: Path) -> None:

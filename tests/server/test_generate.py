@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genguard.audit.generators import GenerationSettings
+from genguard.generators import GenerationSettings
 from tests.conftest import solid
 from tests.server.conftest import ALLOW_LEVEL, NUDITY_LEVEL, Harness, auth, rgb_of
 

@@ -14,9 +14,9 @@ from urllib.parse import parse_qs
 import numpy as np
 import pytest
 
-from genguard.audit.generators import GenerationSettings, create_generator
-from genguard.server.errors import GeneratorError
-from genguard.server.generators_http import DEFAULT_COMFY_WORKFLOW, fill_workflow
+from genguard.errors import GeneratorError
+from genguard.generators import GenerationSettings, create_generator
+from genguard.generators.http import DEFAULT_COMFY_WORKFLOW, fill_workflow
 from tests.server.conftest import Harness, auth, rgb_of
 from tests.server.peers import Peer, json_reply, seeded_png
 

@@ -14,19 +14,18 @@ from genguard.audit.classify import (
     create_classifier,
     register_classifier,
 )
-from genguard.audit.generators import (
+from genguard.audit.report import summarize, write_report
+from genguard.audit.runner import AuditResult, AuditSample, pixelate, run_audit
+from genguard.audit.stats import proportion, two_proportion_test, wilson_interval
+from genguard.audit.suites import Prompt, PromptSuite, builtin_suites, load_suite
+from genguard.generators import (
     GENERATORS,
-    DiffusersGenerator,
-    FakeGenerator,
     GenerationSettings,
     ImageGenerator,
     create_generator,
     register_generator,
 )
-from genguard.audit.report import summarize, write_report
-from genguard.audit.runner import AuditResult, AuditSample, pixelate, run_audit
-from genguard.audit.stats import proportion, two_proportion_test, wilson_interval
-from genguard.audit.suites import Prompt, PromptSuite, builtin_suites, load_suite
+from genguard.generators.local import DiffusersGenerator, FakeGenerator
 
 __all__ = [
     "CLASSIFIERS",

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from genguard.errors import ConfigError
+from genguard.registry import Registry
 
 
 class DecisionLike(Protocol):
@@ -68,27 +68,20 @@ class GuardClassifier:
 
 
 ClassifierFactory = Callable[[dict[str, Any]], ImageClassifier]
-CLASSIFIERS: dict[str, ClassifierFactory] = {}
+#: Audit classifiers by name; other packages add theirs through ``genguard.classifiers``.
+CLASSIFIERS: Registry[ClassifierFactory] = Registry(
+    "audit classifier", entry_point_group="genguard.classifiers"
+)
 
 
 def register_classifier(name: str) -> Callable[[ClassifierFactory], ClassifierFactory]:
     """Decorator adding a classifier factory ``(options) -> classifier``."""
-
-    def decorator(factory: ClassifierFactory) -> ClassifierFactory:
-        CLASSIFIERS[name] = factory
-        return factory
-
-    return decorator
+    return CLASSIFIERS.register(name)
 
 
 def create_classifier(name: str, options: dict[str, Any] | None = None) -> ImageClassifier:
     """Instantiate a registered classifier."""
-    try:
-        factory = CLASSIFIERS[name]
-    except KeyError:
-        known = ", ".join(sorted(CLASSIFIERS))
-        raise ConfigError(f"unknown classifier {name!r} (known: {known})") from None
-    return factory(dict(options or {}))
+    return CLASSIFIERS.get(name)(dict(options or {}))
 
 
 @register_classifier("guard")

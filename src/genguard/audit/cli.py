@@ -49,10 +49,10 @@ def audit_cmd(
 ) -> None:
     """Audit models: NSFW rate on innocent prompts, side by side, with 95% intervals."""
     from genguard.audit.classify import create_classifier
-    from genguard.audit.generators import GenerationSettings
     from genguard.audit.report import write_report
     from genguard.audit.runner import run_audit
     from genguard.audit.suites import load_suite
+    from genguard.generators import GenerationSettings
 
     prompts = load_suite(suite)
     settings = GenerationSettings(

@@ -19,10 +19,10 @@ from typing import Any
 from PIL import Image
 
 from genguard.audit.classify import ImageClassifier, Verdict, to_verdict
-from genguard.audit.generators import GenerationSettings, ImageGenerator, create_generator
 from genguard.audit.store import ResultKey, ResultStore
 from genguard.audit.suites import Prompt, PromptSuite
 from genguard.errors import ConfigError
+from genguard.generators import GenerationSettings, ImageGenerator, create_generator
 
 #: (images done, images total, short description)
 AuditProgress = Callable[[int, int, str], None]

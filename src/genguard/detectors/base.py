@@ -21,6 +21,7 @@ import numpy as np
 from genguard import settings
 from genguard.decision import Region
 from genguard.errors import ConfigError
+from genguard.registry import Registry
 
 
 @dataclass
@@ -46,22 +47,27 @@ class ImageDetector(Protocol):
 
 
 DetectorFactory = Callable[..., ImageDetector]
-_REGISTRY: dict[str, DetectorFactory] = {}
+#: Every detector backend by name (``--backend name``); other packages add theirs through
+#: the ``genguard.detectors`` entry-point group.
+DETECTORS: Registry[DetectorFactory] = Registry(
+    "detector backend",
+    entry_point_group="genguard.detectors",
+    builtin_modules=(
+        "genguard.detectors.nudenet",
+        "genguard.detectors.opennsfw",
+        "genguard.detectors.hashbank",
+        "genguard.detectors.clip",  # imports and registers hf too
+    ),
+)
 
 
 def register_detector(name: str) -> Callable[[DetectorFactory], DetectorFactory]:
     """Class decorator: make a detector available by ``name`` (``--backend name``)."""
-
-    def add(factory: DetectorFactory) -> DetectorFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return add
+    return DETECTORS.register(name)
 
 
 def available_detectors() -> list[str]:
-    _load_builtin_backends()
-    return sorted(_REGISTRY)
+    return DETECTORS.names()
 
 
 @dataclass(frozen=True)
@@ -77,9 +83,8 @@ class BackendInfo:
 
 def describe_backends() -> list[BackendInfo]:
     """Every registered backend, what it detects, and whether its weights are present."""
-    _load_builtin_backends()
     infos = []
-    for name, factory in sorted(_REGISTRY.items()):
+    for name, factory in DETECTORS.items():
         locate = getattr(factory, "weights", None)
         try:
             weights, available = (str(locate()), True) if locate else ("(none needed)", True)
@@ -100,22 +105,11 @@ def describe_backends() -> list[BackendInfo]:
 
 def create_detector(spec: str, *, threads: int | None = None) -> ImageDetector:
     """Build a detector from ``name`` or ``name:argument`` (e.g. a model id for hub backends)."""
-    _load_builtin_backends()
     name, _, argument = spec.partition(":")
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        raise ConfigError(
-            f"unknown detector backend {name!r}; available: {', '.join(sorted(_REGISTRY))}"
-        )
+    factory = DETECTORS.get(name)
     if argument:
         return factory(argument, threads=threads)
     return factory(threads=threads)
-
-
-def _load_builtin_backends() -> None:
-    # Importing the modules runs their @register_detector decorators.
-    import genguard.detectors.clip  # noqa: F401  (imports and registers hf too)
-    from genguard.detectors import hashbank, nudenet, opennsfw  # noqa: F401
 
 
 class LazySession:

@@ -87,7 +87,7 @@ def methods_cmd() -> None:
     table.add_column("method", no_wrap=True)
     for name in ("models", "base", "parameters", "per-model", "what"):
         table.add_column(name)
-    for m in sorted(MERGE_METHODS.values(), key=lambda m: m.name):
+    for _, m in MERGE_METHODS.items():
         count = str(m.min_models) if m.min_models == m.max_models else f"{m.min_models}+"
         table.add_row(
             m.name,

@@ -31,6 +31,7 @@ from typing import Literal
 import numpy as np
 
 from genguard.errors import ConfigError
+from genguard.registry import Registry
 
 
 @dataclass
@@ -70,7 +71,10 @@ class MergeMethod:
     positive_weights: bool = False
 
 
-MERGE_METHODS: dict[str, MergeMethod] = {}
+#: Merge methods by name; other packages add theirs through ``genguard.merge_methods``.
+MERGE_METHODS: Registry[MergeMethod] = Registry(
+    "merge method", entry_point_group="genguard.merge_methods"
+)
 
 
 def register_merge_method(
@@ -88,19 +92,20 @@ def register_merge_method(
     """Decorator adding a merge function to :data:`MERGE_METHODS` under ``name``."""
 
     def decorator(fn: MergeFn) -> MergeFn:
-        if name in MERGE_METHODS:
-            raise ValueError(f"merge method {name!r} is already registered")
-        MERGE_METHODS[name] = MergeMethod(
-            name=name,
-            fn=fn,
-            description=description,
-            needs_base=needs_base,
-            primary=primary,
-            min_models=min_models,
-            max_models=max_models,
-            params=dict(params or {}),
-            model_params=dict(model_params or {}),
-            positive_weights=positive_weights,
+        MERGE_METHODS.add(
+            name,
+            MergeMethod(
+                name=name,
+                fn=fn,
+                description=description,
+                needs_base=needs_base,
+                primary=primary,
+                min_models=min_models,
+                max_models=max_models,
+                params=dict(params or {}),
+                model_params=dict(model_params or {}),
+                positive_weights=positive_weights,
+            ),
         )
         return fn
 
@@ -110,10 +115,9 @@ def register_merge_method(
 def get_method(name: str) -> MergeMethod:
     """Look a method up, with a helpful error listing the known ones."""
     try:
-        return MERGE_METHODS[name]
-    except KeyError:
-        known = ", ".join(sorted(MERGE_METHODS))
-        raise ConfigError(f"method: unknown merge method {name!r} (known: {known})") from None
+        return MERGE_METHODS.get(name)
+    except ConfigError as exc:
+        raise ConfigError(f"method: {exc}") from None
 
 
 # --- building blocks ---------------------------------------------------------------------

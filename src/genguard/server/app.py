@@ -35,8 +35,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genguard import __version__
-from genguard.audit.generators import ImageGenerator
 from genguard.errors import ConfigError, GenguardError
+from genguard.generators import ImageGenerator
 from genguard.guard import Guard
 from genguard.server import models as _models  # noqa: F401  (declares the tables)
 from genguard.server.auditlog import AuditLog, ContentVault

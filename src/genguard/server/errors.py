@@ -13,6 +13,7 @@ from typing import Any
 from genguard.errors import (
     ConfigError,
     ContentError,
+    GeneratorError,
     GenguardError,
     MissingExtraError,
     ModelUnavailableError,
@@ -35,12 +36,6 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
-
-
-class GeneratorError(GenguardError):
-    """The generator backend failed or could not be reached (a 502 for the client)."""
-
-    code = "generator_failed"
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from genguard.audit.generators import GenerationSettings
 from genguard.content import LoadedImage
 from genguard.decision import Action, Decision
 from genguard.errors import ContentError
+from genguard.generators import GenerationSettings
 from genguard.guard import Guard
 from genguard.server.auditlog import AuditEntry, AuditLog, perceptual_hash
 from genguard.server.config import GeneratorSection

@@ -20,13 +20,13 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from genguard.audit.generators import GenerationSettings, ImageGenerator, create_generator
 from genguard.detectors.base import ImageDetector, create_detector
-from genguard.errors import ConfigError, GenguardError
+from genguard.errors import ConfigError, GeneratorError, GenguardError
+from genguard.generators import GenerationSettings, ImageGenerator, create_generator
 from genguard.guard import Guard
 from genguard.policy import Policy, load_policy
 from genguard.server.config import GeneratorSection, WatermarkSection
-from genguard.server.errors import ApiError, GeneratorError
+from genguard.server.errors import ApiError
 from genguard.server.metrics import GatewayMetrics
 from genguard.store import Store
 
@@ -235,7 +235,6 @@ class GeneratorService:
     def generator(self) -> ImageGenerator:
         with self._lock:
             if self._generator is None:
-                _load_http_backends()
                 self._generator = create_generator(
                     self.section.backend, self.section.model, self.section.options
                 )
@@ -256,11 +255,6 @@ class GeneratorService:
     def close(self) -> None:
         if self._generator is not None:
             self._generator.close()
-
-
-def _load_http_backends() -> None:
-    """Importing the module registers the ``a1111`` and ``comfyui`` backends."""
-    from genguard.server import generators_http  # noqa: F401
 
 
 class Watermarker:

@@ -1,6 +1,6 @@
 """Generator backends that call a generation server over HTTP: AUTOMATIC1111 and ComfyUI.
 
-Both register into genguard's generator registry (:mod:`genguard.audit.generators`), so
+Both register into genguard's generator registry (:mod:`genguard.generators`), so
 the gateway (``[generator] backend = "a1111"``) and the model audit share one notion of
 a generator. The generation server stays behind the gateway: clients never reach it, so
 every image it makes passes the output check.
@@ -30,9 +30,8 @@ from typing import Any
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from genguard.audit.generators import GenerationSettings, ImageGenerator, register_generator
-from genguard.errors import ConfigError
-from genguard.server.errors import GeneratorError
+from genguard.errors import ConfigError, GeneratorError
+from genguard.generators.base import GenerationSettings, ImageGenerator, register_generator
 
 DEFAULT_TIMEOUT_S = 300.0
 

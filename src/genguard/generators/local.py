@@ -1,4 +1,4 @@
-"""Image generators for audits, behind a small registry.
+"""Local image generators: ``diffusers`` (a real model) and ``fake`` (no model).
 
 ``diffusers`` loads a real model (a diffusers folder, or a single-file SD 1.x/2.x/SDXL
 ``.safetensors`` via ``from_single_file``) and generates on CPU or GPU with a seeded CPU
@@ -13,80 +13,14 @@ The pipeline's own safety checker is disabled on purpose: the audit measures wha
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from genguard.errors import (
-    ConfigError,
-    DeviceMemoryError,
-    MissingExtraError,
-    ModelUnavailableError,
-)
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Everything besides model, prompt and seed that changes the image (cache key)."""
-
-    steps: int = 25
-    guidance: float = 7.5
-    width: int = 512
-    height: int = 512
-    negative_prompt: str = ""
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.width < 8 or self.height < 8:
-            raise ConfigError("generation settings: steps >= 1 and width/height >= 8 needed")
-        if self.width % 8 or self.height % 8:
-            raise ConfigError("generation settings: width and height must be multiples of 8")
-
-    def key(self) -> str:
-        """A stable string for the results cache."""
-        return json.dumps(asdict(self), sort_keys=True)
-
-
-class ImageGenerator(Protocol):
-    """Turns (prompt, seed, settings) into an image, deterministically."""
-
-    def generate(self, prompt: str, seed: int, settings: GenerationSettings) -> Image.Image:
-        """One image; the same arguments must give the same image."""
-        ...
-
-    def close(self) -> None:
-        """Free the model (audits load one model at a time)."""
-        ...
-
-
-GeneratorFactory = Callable[[str, dict[str, Any]], ImageGenerator]
-GENERATORS: dict[str, GeneratorFactory] = {}
-
-
-def register_generator(name: str) -> Callable[[GeneratorFactory], GeneratorFactory]:
-    """Decorator adding a generator factory ``(model_ref, options) -> generator``."""
-
-    def decorator(factory: GeneratorFactory) -> GeneratorFactory:
-        GENERATORS[name] = factory
-        return factory
-
-    return decorator
-
-
-def create_generator(
-    name: str, model: str, options: dict[str, Any] | None = None
-) -> ImageGenerator:
-    """Instantiate a registered generator for one model."""
-    try:
-        factory = GENERATORS[name]
-    except KeyError:
-        known = ", ".join(sorted(GENERATORS))
-        raise ConfigError(f"unknown generator {name!r} (known: {known})") from None
-    return factory(model, dict(options or {}))
+from genguard.errors import ConfigError, DeviceMemoryError, MissingExtraError, ModelUnavailableError
+from genguard.generators.base import GenerationSettings, ImageGenerator, register_generator
 
 
 class FakeGenerator:
