@@ -1,6 +1,6 @@
 """Merge methods: one function per method, combining one tensor key at a time.
 
-Methods live in a dict registry (:data:`MERGE_METHODS`) filled by
+Methods live in a registry (:data:`MERGE_METHODS`, a :class:`genguard.registry.Registry`) filled by
 :func:`register_merge_method`, so a new method is one decorated function, and the
 config validator learns its parameters, model-count limits and whether it needs a base
 model from the registration. Every function receives float32 tensors for a single key
