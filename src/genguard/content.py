@@ -13,6 +13,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from genguard.errors import ContentError
 
@@ -33,10 +34,10 @@ DEFAULT_MAX_FRAMES = 16
 #: Default largest file read into memory.
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 
-# We do our own pixel-limit check with a clear error; Pillow's own bomb check would fire at
-# 2x its limit with a generic message, so it is switched off here. Never decode truncated data.
-Image.MAX_IMAGE_PIXELS = None
-ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Pillow's process-wide settings are left alone (an application embedding genguard keeps
+# its own). Our pixel limit is checked from the header with a clear error; above twice
+# Pillow's own limit (~179 MP by default) Pillow refuses first, and that refusal becomes
+# the same too_many_pixels error (raise PIL.Image.MAX_IMAGE_PIXELS to go beyond).
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | BinaryIO | Image.Image | np.ndarray
 
@@ -181,12 +182,21 @@ def decode_bytes(data: bytes, limits: LoadLimits | None = None) -> LoadedImage:
             frames, total, original_size = _decode_frames(img, limits)
     except ContentError:
         raise
+    except Image.DecompressionBombError as exc:
+        # Pillow refused before telling us the size: report its pixel count our way.
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        count = pixels.group(1) if pixels else "too many"
+        raise ContentError(
+            f"image is {count} pixels, above the limit of {limits.max_pixels} (and of "
+            "Pillow's own bomb check)",
+            code="too_many_pixels",
+        ) from exc
     except UnidentifiedImageError as exc:
         raise ContentError(
             "not an image (unrecognised format); check the file is not mislabelled",
             code="not_an_image",
         ) from exc
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         text = str(exc)
         code = "truncated" if "truncated" in text or isinstance(exc, EOFError) else "corrupt"
         raise ContentError(f"cannot decode image: {text or type(exc).__name__}", code=code) from exc

@@ -23,7 +23,7 @@ from PIL import Image
 from genguard.detectors.base import ImageDetector, create_detector
 from genguard.errors import ConfigError, GeneratorError, GenguardError
 from genguard.generators import GenerationSettings, ImageGenerator, create_generator
-from genguard.guard import Guard
+from genguard.guard import DEFAULT_BACKENDS, Guard
 from genguard.policy import Policy, load_policy
 from genguard.server.config import GeneratorSection, WatermarkSection
 from genguard.server.errors import ApiError
@@ -46,7 +46,7 @@ class GuardRegistry:
         self,
         profiles: Mapping[str, str],
         *,
-        backends: Sequence[str] = ("nudenet", "opennsfw"),
+        backends: Sequence[str] = DEFAULT_BACKENDS,
         threads: int | None = None,
         guards: Mapping[str, Guard] | None = None,
         store: Store | None = None,

@@ -208,8 +208,15 @@ def ensure_graph(cache_dir: Path, *, quantize: bool = True) -> Path:
 
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        # The quantizer logs through the root logger; quiet it for the call only, and put
+        # the application's level back.
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.ERROR))
+        try:
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            root.setLevel(level)
         tmp.replace(target)
     return target
 
