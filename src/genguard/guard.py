@@ -379,22 +379,12 @@ class Guard:
         self, texts: Sequence[str], *, negative_prompts: Sequence[str | None] | None = None
     ) -> list[Decision | ContentError]:
         """Batch check (semantic pass batched); a bad prompt yields its ContentError in place."""
-        negatives = list(negative_prompts) if negative_prompts is not None else [None] * len(texts)
         results = self.prompt_analyser.analyse_many(
             texts,
             semantic_threshold=self.policy.prompt.semantic_threshold,
-            negative_prompts=negatives,
+            negative_prompts=negative_prompts,
         )
-        out: list[Decision | ContentError] = []
-        for result, negative in zip(results, negatives, strict=True):
-            if isinstance(result, ContentError):
-                out.append(result)
-                continue
-            decision = self._prompt_decision(result)
-            if negative:
-                decision.notes.extend(self._negative_notes(negative))
-            out.append(decision)
-        return out
+        return [r if isinstance(r, ContentError) else self._prompt_decision(r) for r in results]
 
     def _prompt_decision(self, signals: Any) -> Decision:
         started = time.perf_counter()
@@ -411,16 +401,6 @@ class Guard:
         )
         decision.timings_ms["policy"] = (time.perf_counter() - started) * 1000
         return decision
-
-    def _negative_notes(self, negative_prompt: str) -> list[str]:
-        try:
-            signals = self.prompt_analyser.analyse_words(negative_prompt)
-        except ContentError as exc:
-            return [f"negative prompt not checked: {exc}"]
-        flagged = sorted(k for k, v in signals.categories.items() if v >= 0.5 and k != "suggestive")
-        if not flagged:
-            return []
-        return [f"negative prompt mentions {', '.join(flagged)}: treated as a safety measure"]
 
 
 def _to_full_resolution(region: Region, image: LoadedImage) -> Region:

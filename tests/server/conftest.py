@@ -68,15 +68,20 @@ class FakePromptAnalyser:
         negative_prompts: list[str | None] | None = None,
     ) -> list[FakeSignals | ContentError]:
         out: list[FakeSignals | ContentError] = []
-        for text in texts:
+        negatives = negative_prompts or [None] * len(texts)
+        for text, negative in zip(texts, negatives, strict=True):
             try:
-                out.append(self.analyse(text, semantic_threshold=semantic_threshold))
+                signals = self.analyse(text, semantic_threshold=semantic_threshold)
             except ContentError as exc:
                 out.append(exc)
+                continue
+            named = sorted({c for m, c in PROMPT_MARKERS.items() if m in (negative or "").lower()})
+            if named:  # like the real analyser: noted, never a request
+                signals.notes.append(
+                    f"negative prompt mentions {', '.join(named)}: treated as a safety measure"
+                )
+            out.append(signals)
         return out
-
-    def analyse_words(self, text: str) -> FakeSignals:
-        return self.analyse(text)
 
     def analyse(self, text: str, *, semantic_threshold: float = 0.6) -> FakeSignals:
         self.calls += 1

@@ -157,3 +157,18 @@ def test_name_variants_as_people_write_them() -> None:
         assert person in {term for term, _ in names(registry, text)}, text
     for text in ("a curry in a bowl", "e watson", "iu", "musk perfume", "a frank talk"):
         assert all(m.score < 0.5 for m in registry.find(normalize(text))), text
+
+
+def test_the_pickled_index_is_trusted_only_when_private(tmp_path: Path) -> None:
+    """A pickle runs code when loaded: one others could write is never loaded."""
+    import os
+
+    from genguard.text.persons import _private_file
+
+    cache = tmp_path / "persons-x.pkl"
+    cache.write_bytes(b"not a pickle")
+    os.chmod(cache, 0o600)
+    assert _private_file(cache)
+    os.chmod(cache, 0o666)
+    assert not _private_file(cache)
+    assert not _private_file(tmp_path / "missing.pkl")

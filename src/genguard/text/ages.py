@@ -39,9 +39,9 @@ _KEYS = {
     "language", "after", "before", "before_bare", "after_any", "attached", "numbers", "around",
 }  # fmt: skip
 _CJK_NUMERALS = "〇零一二三四五六七八九十两兩"
-_DIGITS = r"\d{1,3}"
 _WORDS_RE = re.compile(r"[^\W\d_]+")
 _DIGIT_RE = re.compile(r"\d")
+_SPLIT_RE = re.compile(r"[\s-]+")
 
 
 @dataclass
@@ -157,27 +157,19 @@ class AgeRules:
         self._digits_re = re.compile(rf"\d{{1,3}}(?!\d)|{cjk}")
         # Number words of several words ("dix-huit", "twenty one") are read whole first,
         # so "dix-huit ans" (18) is not read as "huit ans" (8).
+        self._compounds = {
+            tuple(_SPLIT_RE.split(w)): w for w in self.numbers if _SPLIT_RE.search(w)
+        }
         compound = _alternation(
-            r"[\s-]+".join(re.escape(p) for p in re.split(r"[\s-]+", w))
-            for w in self.numbers
-            if re.search(r"[\s-]", w)
+            r"[\s-]+".join(re.escape(p) for p in parts) for parts in self._compounds
         )
         lead = rf"(?<!\w)(?:{compound})(?!\w)|" if compound else ""
         self._numbers_re = re.compile(rf"{lead}\d{{1,3}}(?!\d)|{cjk}|[^\W\d_]+")
         self._hint_words = set(self.numbers)
-        self._cjk_hint = True
 
     @classmethod
     def from_dirs(cls, directories: Sequence[Path]) -> AgeRules:
         return cls([read_age_file(p) for d in directories for p in sorted(d.glob("ages.*.toml"))])
-
-    def _may_contain(self, base: str) -> bool:
-        """Cheap gate: a digit, a number word, or a CJK numeral must be present."""
-        if _DIGIT_RE.search(base):
-            return True
-        if not base.isascii() and any(c in _CJK_NUMERALS for c in base):
-            return True
-        return not self._hint_words.isdisjoint(_WORDS_RE.findall(base))
 
     def value(self, number: str) -> int | None:
         if number.isdigit():
@@ -190,11 +182,13 @@ class AgeRules:
         """``minor`` matches for stated ages under :data:`ADULT_AGE`, ``adult`` ones for
         the others ("a 30 year old woman": evidence against weak youth cues)."""
         base = norm.base
-        if not self._may_contain(base):
+        # Cheap gate: a number word, a digit or a CJK numeral must be present.
+        has_words = not self._hint_words.isdisjoint(_WORDS_RE.findall(base))
+        cjk = not base.isascii() and any(c in _CJK_NUMERALS for c in base)
+        if not (has_words or cjk or _DIGIT_RE.search(base)):
             return []
         out: list[Match] = []
         previous_end: int | None = None
-        has_words = not self._hint_words.isdisjoint(_WORDS_RE.findall(base))
         scanner = self._numbers_re if has_words else self._digits_re
         for m in scanner.finditer(base):
             number = m.group()
@@ -213,9 +207,7 @@ class AgeRules:
                 if follows_number and not number.isdigit():
                     continue  # the tail of a compound number: "dix-huit" is not "huit"
             if " " in number or "-" in number:
-                number = next(
-                    w for w in self.numbers if re.split(r"[\s-]+", w) == re.split(r"[\s-]+", number)
-                )
+                number = self._compounds[tuple(_SPLIT_RE.split(number))]
             if not (number.isdigit() or number in self.numbers or number[0] in _CJK_NUMERALS):
                 continue
             age = self.value(number)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +64,34 @@ class PromptSignals:
     def flagged(self, threshold: float = 0.5) -> list[str]:
         """Categories at or above ``threshold`` (a convenience for tests and tools)."""
         return sorted(c for c, s in self.categories.items() if s >= threshold)
+
+
+def _clothing_match(matches: Sequence[Match], text: str, offset: int | None) -> Match | None:
+    """``sexual`` evidence when a negative prompt (``offset`` None) or a negatively weighted
+    phrase of the prompt (``(clothes:-1)``, at ``offset``) lists clothes or censoring.
+
+    The noisy OR of the clothing words' weights (``clothing.*.txt``: "clothes" 0.8, "bra"
+    0.45, "swimsuit" 0.3, "censored" 0.6) becomes the evidence when it reaches 0.5; the
+    match quotes the text it was read in.
+    """
+    clothing = _strongest([m for m in matches if m.category == CLOTHING])
+    score = combine([m.score for m in clothing])
+    if score < NEGATION_MIN:
+        return None
+    start = min(m.start for m in clothing)
+    end = max(m.end for m in clothing)
+    where = "negative prompt" if offset is None else "negatively weighted phrase"
+    shift = offset or 0
+    return Match(
+        category="sexual",
+        term=f"clothes in a {where}: " + ", ".join(m.term for m in clothing),
+        start=start + shift,
+        end=end + shift,
+        quote=text[start:end],
+        score=round(score, 6),
+        source="negative_prompt" if offset is None else "negative_weight",
+        field="negative_prompt" if offset is None else "prompt",
+    )
 
 
 def _strongest(matches: Sequence[Match]) -> list[Match]:
@@ -165,19 +193,12 @@ class PromptAnalyser:
     ) -> PromptSignals:
         """Analyse one prompt; raises :class:`ContentError` for unusable input.
 
-        ``negative_prompt`` is read for one thing only: a list of clothes there asks the
-        model for nudity (see :meth:`clothing_negation`).
+        ``negative_prompt`` never counts as a request, except that a list of clothes there
+        asks the model for nudity (see :meth:`read_negative`).
         """
-        return self._one(self.analyse_many, text, semantic_threshold, negative_prompt)
-
-    @staticmethod
-    def _one(
-        many: Callable[..., list[PromptSignals | ContentError]],
-        text: str,
-        threshold: float,
-        negative: str | None,
-    ) -> PromptSignals:
-        (result,) = many([text], semantic_threshold=threshold, negative_prompts=[negative])
+        (result,) = self.analyse_many(
+            [text], semantic_threshold=semantic_threshold, negative_prompts=[negative_prompt]
+        )
         if isinstance(result, ContentError):
             raise result
         return result
@@ -206,52 +227,41 @@ class PromptAnalyser:
                 continue
             signals = self._lexical(norm)
             if negative:
-                self._add_negation(signals, self.clothing_negation(negative))
+                match, notes = self.read_negative(negative)
+                self._add_negation(signals, match)
+                signals.notes.extend(notes)
             if "-" in text:
                 for offset, phrase in negated_phrases(text):
-                    self._add_negation(signals, self.clothing_negation(phrase, offset=offset))
+                    matches, _ = self.lexicon.find(normalize(phrase))
+                    self._add_negation(signals, _clothing_match(matches, phrase, offset))
             results.append(signals)
             pending.append((len(results) - 1, norm))
         if self.semantic and pending:
             self._add_semantic(results, pending, semantic_threshold)
         return results
 
-    def analyse_words(self, text: str) -> PromptSignals:
-        """Lexicon, age rules and persons only (no model): for notes on negative prompts."""
-        return self._lexical(self._validate(text))
+    def read_negative(self, negative_prompt: str) -> tuple[Match | None, list[str]]:
+        """One pass over a negative prompt: (nudity evidence, notes).
 
-    def clothing_negation(self, negative_prompt: str, *, offset: int | None = None) -> Match | None:
-        """``sexual`` evidence when a negative prompt lists clothes or censoring.
-
-        "a woman standing in a field" with the negative prompt "clothes, dress, bra" asks
-        for a nude image: the model is steered away from everything that covers her. The
-        noisy OR of the clothing words' weights (``clothing.*.txt``: "clothes" 0.8, "bra"
-        0.45, "swimsuit" 0.3, "censored" 0.6) becomes the evidence when it reaches 0.5.
-        The same holds for phrases the prompt itself weights negatively, ``(clothes:-1)``:
-        pass their ``offset`` in the prompt, and the match quotes the prompt.
+        What it names ("nude, child") is a safety measure and only noted. A list of clothes
+        or censoring is the exception: "a woman standing in a field" with the negative
+        prompt "clothes, dress, bra" asks for a nude image (see :func:`_clothing_match`).
         """
-        if not isinstance(negative_prompt, str) or not negative_prompt.strip():
-            return None
-        norm = normalize(negative_prompt[: self.max_chars])
+        try:
+            norm = self._validate(negative_prompt)
+        except ContentError as exc:
+            return None, [f"negative prompt not checked: {exc}"]
         matches, _ = self.lexicon.find(norm)
-        clothing = _strongest([m for m in matches if m.category == CLOTHING])
-        score = combine([m.score for m in clothing])
-        if score < NEGATION_MIN:
-            return None
-        start = min(m.start for m in clothing)
-        end = max(m.end for m in clothing)
-        where = "negative prompt" if offset is None else "negatively weighted phrase"
-        shift = offset or 0
-        return Match(
-            category="sexual",
-            term=f"clothes in a {where}: " + ", ".join(m.term for m in clothing),
-            start=start + shift,
-            end=end + shift,
-            quote=negative_prompt[start:end],
-            score=round(score, 6),
-            source="negative_prompt" if offset is None else "negative_weight",
-            field="negative_prompt" if offset is None else "prompt",
+        if len(self.persons):
+            matches.extend(self.persons.find(norm))
+        named = self._scores([m for m in matches if m.category != "suggestive"])
+        flagged = sorted(k for k, v in named.items() if v >= 0.5)
+        notes = (
+            [f"negative prompt mentions {', '.join(flagged)}: treated as a safety measure"]
+            if flagged
+            else []
         )
+        return _clothing_match(matches, negative_prompt, None), notes
 
     def _add_negation(self, signals: PromptSignals, match: Match | None) -> None:
         if match is not None:
@@ -293,11 +303,8 @@ class PromptAnalyser:
                 matches.extend(found)
                 notes.append(f"{view.how}: {len(found)} match(es)")
                 notes.extend(n for n in view_notes if n not in notes)
-        return PromptSignals(
-            categories=self._scores(_strongest(matches)),
-            matches=_strongest(matches),
-            notes=notes,
-        )
+        kept = _strongest(matches)
+        return PromptSignals(categories=self._scores(kept), matches=kept, notes=notes)
 
     def _match(self, norm: Normalised) -> tuple[list[Match], list[str]]:
         matches, notes = self.lexicon.find(norm)
@@ -322,9 +329,7 @@ class PromptAnalyser:
         if read is not None:
             views.append(read)
         payloads = payload_views(View.of(text))
-        if (read is not None and "markup" in read.how) or (
-            read is not None and "percent" in read.how
-        ):
+        if read is not None and ("markup" in read.how or "percent" in read.how):
             seen = {p.text for p in payloads}
             payloads.extend(p for p in payload_views(read) if p.text not in seen)
         views.extend(payloads)

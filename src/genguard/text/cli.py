@@ -275,27 +275,19 @@ def _error_record(item: _Item, error: GenguardError) -> dict[str, Any]:
 
 
 def _check_chunk(guard: Guard, items: list[_Item]) -> list[dict[str, Any]]:
-    """Verdicts for a chunk, in order; plain prompts go through one batched call."""
-    plain = [i for i in items if i.error is None and not i.negative]
-    batched = guard.check_prompts([i.text or "" for i in plain]) if plain else []
-    by_line = dict(zip((i.line for i in plain), batched, strict=True))
+    """Verdicts for a chunk, in order, through one batched call (negative prompts too)."""
+    good = [i for i in items if i.error is None]
+    results = guard.check_prompts(
+        [i.text or "" for i in good], negative_prompts=[i.negative for i in good]
+    )
+    by_line = dict(zip((i.line for i in good), results, strict=True))
     records = []
     for item in items:
-        if item.error is not None:
-            records.append(_error_record(item, item.error))
-            continue
-        if item.line in by_line:
-            result: Any = by_line[item.line]
-        else:
-            try:
-                result = guard.check_prompt(item.text or "", negative_prompt=item.negative)
-            except ContentError as exc:
-                result = exc
+        result = item.error or by_line[item.line]
         if isinstance(result, GenguardError):
             records.append(_error_record(item, result))
-            continue
-        record = {"line": item.line, **(item.extra or {}), **result.to_dict()}
-        records.append(record)
+        else:
+            records.append({"line": item.line, **(item.extra or {}), **result.to_dict()})
     return records
 
 

@@ -26,6 +26,7 @@ import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 #: At most this many base64/hex payloads are decoded per prompt ...
 MAX_PAYLOADS = 8
@@ -457,19 +458,14 @@ COMMON_WORDS = frozenset(_COMMON_WORDS_TEXT.split())
 _TOKEN_RE = re.compile(r"[A-Za-z]{2,}")
 
 
-_KNOWN: dict[int, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {}
-
-
+@lru_cache(maxsize=8)
 def _known_words(strong_terms: frozenset[str]) -> tuple[frozenset[str], ...]:
     """(known words, known words reversed, known words in rot13), built once per lexicon:
     testing a prompt's words against pre-transformed sets costs one lookup per word."""
-    known = _KNOWN.get(id(strong_terms))
-    if known is None:
-        words = COMMON_WORDS | strong_terms
-        reversed_words = frozenset(w[::-1] for w in words if w[::-1] != w)
-        rot13_words = frozenset(codecs.encode(w, "rot13") for w in words)
-        known = _KNOWN[id(strong_terms)] = (words, reversed_words, rot13_words)
-    return known
+    words = COMMON_WORDS | strong_terms
+    reversed_words = frozenset(w[::-1] for w in words if w[::-1] != w)
+    rot13_words = frozenset(codecs.encode(w, "rot13") for w in words)
+    return words, reversed_words, rot13_words
 
 
 def transformed_readings(text: str, strong_terms: frozenset[str]) -> list[View]:

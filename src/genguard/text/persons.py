@@ -1,7 +1,7 @@
 """Protected persons: names whose appearance in a prompt signals ``real_person``.
 
 Deepfakes of real people (above all sexual ones) are the harm. genguard ships a list of
-~7,000 well-known public figures (``data/persons/*.jsonl``: politicians, royals, actors,
+~9,700 well-known public figures (``data/persons/*.jsonl``: politicians, royals, actors,
 musicians, athletes, streamers, business people, from many countries, with nicknames,
 handles and native-script names), protected under every profile; operators add their own
 people (``genguard persons add``) and may exclude built-in entries.
@@ -17,8 +17,11 @@ Names are matched the ways people write them:
   classes, vowels dropped) is indexed with its one-deletion variants, so ``Tayler Swfit``
   or ``Faylor Swift`` find their candidate in a few dictionary probes, and a similarity
   check (rapidfuzz) confirms it;
-* transliterated: Cyrillic, Greek, Arabic, kana and hangul runs are romanised (anyascii)
-  and matched by the same phonetic code (``Тейлор Свифт``, ``テイラー・スウィフト``).
+* transliterated: Cyrillic, Greek and Indic runs are romanised (anyascii) and compared
+  with every listed Latin name on simplified spellings (``Вильгельмина`` for
+  ``Wilhelmina``); kana, hangul, Arabic and Hebrew romanise too loosely for that and are
+  compared, on consonants, with the operator's own registered names only (the built-in
+  list carries those spellings as aliases: ``テイラー・スウィフト``).
 
 One-word stage names that are also ordinary words (``Drake``, ``Madonna``) are marked
 ``ambiguous`` and only count when written with a capital letter.
@@ -433,23 +436,38 @@ def builtin_index() -> NameIndex:
         digest.update(path.read_bytes())
     cache = default_cache_dir() / f"persons-{digest.hexdigest()[:16]}.pkl"
     try:
+        if not _private_file(cache):
+            raise OSError("cache file not private to this user: rebuilt instead")
         with cache.open("rb") as f:
-            index = pickle.load(f)  # our own cache file, written below
+            index = pickle.load(f)  # our own file (written below), owned by this user
         if isinstance(index, NameIndex) and vars(index).keys() == vars(NameIndex()).keys():
             return index
-    except (OSError, pickle.PickleError, EOFError, AttributeError, ValueError):
+    except Exception:
         pass
     index = NameIndex()
     index.add(builtin_persons())
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        with tmp.open("wb") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(cache)
     except OSError:
         pass  # a read-only home: rebuild next time
     return index
+
+
+def _private_file(path: Path) -> bool:
+    """Whether ``path`` is owned by this user and writable by nobody else: a pickle runs
+    code when loaded, so one in a shared or tampered cache folder is never trusted."""
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:
+        return False  # no ownership to check (Windows): always rebuild
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return info.st_uid == getuid() and not info.st_mode & 0o022
 
 
 class PersonRegistry:
