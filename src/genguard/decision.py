@@ -89,6 +89,9 @@ class Decision:
     matches: list[Match] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     hard_rule: str | None = None
+    #: Categories whose regions the verdict censored (set only when ``action`` is censor),
+    #: so publishing censors exactly what the policy decided, without deciding again.
+    censored: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     sha256: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -110,6 +113,7 @@ class Decision:
             "matches": [m.to_dict() for m in self.matches],
             "reasons": list(self.reasons),
             "hard_rule": self.hard_rule,
+            "censored": list(self.censored),
             "policy_id": self.policy_id,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "sha256": self.sha256,
@@ -135,6 +139,7 @@ class Decision:
             matches=[Match(**m) for m in data.get("matches", [])],
             reasons=list(data.get("reasons", [])),
             hard_rule=data.get("hard_rule"),
+            censored=list(data.get("censored", [])),
             timings_ms=dict(data.get("timings_ms", {})),
             sha256=data.get("sha256"),
             notes=list(data.get("notes", [])),

@@ -10,13 +10,13 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genguard.actions.censor import censor_regions, placeholder
+from genguard.actions.publish import Published, WatermarkSettings, publish
 from genguard.content import ImageSource, LoadedImage, LoadLimits, load_image
 from genguard.decision import Action, Decision, Region
 from genguard.detectors.base import (
@@ -44,14 +44,7 @@ DEFAULT_ANALYSIS_SIDE = 640
 
 Context = Decision | Mapping[str, float] | None
 
-
-@dataclass(frozen=True)
-class WatermarkSettings:
-    """Mark every published (allowed or censored) image with this payload and key."""
-
-    payload: int
-    key: int | None = None
-    strength: float | None = None
+__all__ = ["DEFAULT_BACKENDS", "Guard", "Published", "WatermarkSettings"]
 
 
 class Guard:
@@ -252,6 +245,7 @@ class Guard:
             regions=regions,
             reasons=reasons,
             hard_rule=verdict.hard_rule,
+            censored=sorted(verdict.censor_categories) if action is Action.CENSOR else [],
             sha256=image.sha256,
             notes=list(image.notes) + self._cascade_notes(backends),
             frames=len(image.frames),
@@ -296,50 +290,29 @@ class Guard:
         floor = self.policy.image.region_min_score
         return [r for r in regions if r.category in wanted and r.score >= floor]
 
-    def apply(self, image: LoadedImage, decision: Decision) -> np.ndarray:
-        """The image to publish under ``decision``: original, censored, or a placeholder.
+    def publish(
+        self, image: LoadedImage, decision: Decision, *, mark: bool = True
+    ) -> Published:
+        """What to show under ``decision``: original, censored or a placeholder, with the
+        configured watermark in shown images (and whether it went in).
 
+        ``mark=False`` for content this service did not make (an uploaded image being
+        moderated): the watermark says "generated here", which would be a false claim.
         ``image`` must be a full-resolution load (:meth:`load_full`), not an analysis one.
         """
         if image.is_reduced:
-            raise ValueError("apply() needs a full-resolution image: load it with load_full()")
-        rgb = image.rgb
-        if decision.action is Action.ALLOW:
-            return self._watermarked(rgb.copy(), decision)
-        if decision.action is Action.CENSOR:
-            categories = self._censored_categories(decision)
-            regions = self.censorable([r for r in decision.regions if r.frame == 0], categories)
-            censored = censor_regions(rgb, regions, self.policy.image.censor_style)
-            return self._watermarked(censored, decision)
-        label = "held for review" if decision.action is Action.REVIEW else "blocked by policy"
-        return placeholder(image.width, image.height, label)
+            raise ValueError("publish() needs a full-resolution image: load it with load_full()")
+        return publish(
+            image.rgb,
+            decision,
+            regions_for=self.censorable,
+            style=self.policy.image.censor_style,
+            watermark=self.watermark if mark else None,
+        )
 
-    def _watermarked(self, rgb: np.ndarray, decision: Decision) -> np.ndarray:
-        """Embed the configured watermark; an image too small to carry it is noted, not failed."""
-        if self.watermark is None:
-            return rgb
-        from genguard.provenance.watermark import WatermarkError, embed_watermark
-
-        options: dict[str, Any] = {}
-        if self.watermark.key is not None:
-            options["key"] = self.watermark.key
-        if self.watermark.strength is not None:
-            options["strength"] = self.watermark.strength
-        try:
-            marked = embed_watermark(rgb, self.watermark.payload, **options)
-        except WatermarkError as exc:
-            decision.notes.append(f"watermark not embedded: {exc}")
-            return rgb
-        decision.notes.append(f"watermark embedded: payload 0x{self.watermark.payload:08x}")
-        return marked
-
-    def _censored_categories(self, decision: Decision) -> set[str]:
-        rules = self.policy.image.categories
-        return {
-            name
-            for name, rule in rules.items()
-            if rule.action is Action.CENSOR and decision.categories.get(name, 0.0) >= rule.threshold
-        }
+    def apply(self, image: LoadedImage, decision: Decision) -> np.ndarray:
+        """The pixels of :meth:`publish` (original, censored or placeholder)."""
+        return self.publish(image, decision).pixels
 
     def load_full(self, source: ImageSource) -> LoadedImage:
         """Decode at full resolution (for censoring and saving)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import threading
 import time
 
@@ -235,3 +236,18 @@ def test_held_outputs_enter_the_queue_with_the_original_stored(harness_factory) 
     assert [r.id for r in queued] == [item["audit_id"]]
     media_type, stored = harness.gateway.audit.content(item["audit_id"])
     assert media_type == "image/png" and np.array_equal(rgb_of(stored), original)
+
+
+def test_uploaded_images_are_published_unmarked(harness_factory) -> None:
+    """The mark says "generated here": a moderated upload must not carry it."""
+    watermark = pytest.importorskip("genguard.provenance.watermark")
+    harness = harness_factory(watermark={"enabled": True, "payload": 0x5EED1234})
+    buffer = io.BytesIO()
+    Image.fromarray(solid(ALLOW_LEVEL, (256, 256))).save(buffer, format="PNG")
+    response = harness.client.post(
+        "/v1/moderate/image?publish=true", headers=auth(harness.key()), content=buffer.getvalue()
+    )
+    assert response.status_code == 200, response.text
+    published = rgb_of(base64.b64decode(response.json()["image"]))
+    assert not watermark.detect_watermark(published).found
+    assert np.array_equal(published, solid(ALLOW_LEVEL, (256, 256)))

@@ -47,7 +47,12 @@ from genguard.server.metrics import GatewayMetrics
 from genguard.server.pipeline import Caller, Pipeline
 from genguard.server.ratelimit import MemoryRateLimiter, RateLimiter, create_limiter
 from genguard.server.schemas import GenerateRequest, PromptRequest, error_responses
-from genguard.server.services import GeneratorService, GuardRegistry, JobRunner, Watermarker
+from genguard.server.services import (
+    GeneratorService,
+    GuardRegistry,
+    JobRunner,
+    watermark_settings,
+)
 from genguard.store import Store, open_store
 
 log = logging.getLogger("genguard.server")
@@ -105,7 +110,6 @@ def build_gateway(
         metrics,
         GeneratorService(config.generator, generator),
         config.generator,
-        Watermarker.from_config(config.watermark),
     )
     registry = GuardRegistry(
         config.policies.profiles,
@@ -113,6 +117,7 @@ def build_gateway(
         threads=config.detectors.threads,
         guards=guards,
         store=store,
+        watermark=watermark_settings(config.watermark),
     )
     server = config.server
     return Gateway(

@@ -7,7 +7,8 @@ tested or benchmarked without a server:
 * prompt: Guard.check_prompt (negative prompt checked apart) -> audit.
 * generate: prompt check -> generator -> output check *with the prompt's decision as
   context* (so a hard rule can combine a prompt's ``minor`` with an image's ``nudity``)
-  -> Guard.apply (censor or placeholder) -> watermark -> PNG.
+  -> Guard.publish (censor or placeholder; shown images watermarked) -> PNG. Uploaded
+  images are published unmarked: the mark says "generated here".
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from genguard.server.auditlog import AuditEntry, AuditLog, perceptual_hash
 from genguard.server.config import GeneratorSection
 from genguard.server.metrics import GatewayMetrics
 from genguard.server.schemas import GenerateRequest, PromptRequest
-from genguard.server.services import GeneratorService, Watermarker, commit_results
+from genguard.server.services import GeneratorService, commit_results
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,11 @@ class Pipeline:
         metrics: GatewayMetrics,
         generator: GeneratorService,
         generator_config: GeneratorSection,
-        watermarker: Watermarker | None = None,
     ) -> None:
         self.audit = audit
         self.metrics = metrics
         self.generator = generator
         self.generator_config = generator_config
-        self.watermarker = watermarker
 
     def _record(self, entries: list[AuditEntry]) -> list[int]:
         for entry in entries:
@@ -106,7 +105,7 @@ class Pipeline:
         }
         if publish:
             full = guard.load_full(data)
-            result["image"] = b64(png_bytes(guard.apply(full, decision)))
+            result["image"] = b64(png_bytes(guard.publish(full, decision, mark=False).pixels))
             result["media_type"] = "image/png"
         return result
 
@@ -217,13 +216,8 @@ class Pipeline:
         self, guard: Guard, image: LoadedImage, decision: Decision, seed: int
     ) -> dict[str, Any]:
         """Publishable pixels (original, censored or placeholder), watermarked if shown."""
-        pixels = guard.apply(image, decision)
-        watermarked, note = False, None
-        shown = decision.action in (Action.ALLOW, Action.CENSOR)
-        if shown and self.watermarker is not None:
-            marked, note = self.watermarker.apply(pixels)
-            watermarked = note is None
-            pixels = marked
+        published = guard.publish(image, decision)
+        pixels = published.pixels
         output: dict[str, Any] = {
             "seed": seed,
             "action": decision.action.value,
@@ -232,8 +226,8 @@ class Pipeline:
             "image": b64(png_bytes(pixels)),
             "width": int(pixels.shape[1]),
             "height": int(pixels.shape[0]),
-            "watermarked": watermarked,
+            "watermarked": published.watermarked,
         }
-        if note:
-            output["notes"] = [note]
+        if published.note:
+            output["notes"] = [published.note]
         return output

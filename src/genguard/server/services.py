@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
+from genguard.actions.publish import WatermarkSettings
 from genguard.detectors.base import ImageDetector, create_detector
 from genguard.errors import ConfigError, GeneratorError, GenguardError
 from genguard.generators import GenerationSettings, ImageGenerator, create_generator
@@ -50,12 +51,16 @@ class GuardRegistry:
         threads: int | None = None,
         guards: Mapping[str, Guard] | None = None,
         store: Store | None = None,
+        watermark: WatermarkSettings | None = None,
     ) -> None:
         self.profiles = dict(profiles)
+        self.watermark = watermark
         self.backends = tuple(backends)
         self.threads = threads
         self.store = store
         self._guards: dict[str, Guard] = dict(guards or {})
+        for guard in self._guards.values():  # injected Guards publish like built ones
+            guard.watermark = guard.watermark or watermark
         self.profiles.update({name: name for name in self._guards if name not in self.profiles})
         self._detectors: list[ImageDetector] | None = None
         self._analysers: dict[tuple[bool, int], Any] = {}
@@ -79,7 +84,10 @@ class GuardRegistry:
             if name not in self._guards:
                 policy = load_policy(self.profiles[name])
                 self._guards[name] = Guard(
-                    policy, self._shared_detectors(), prompt_analyser=self._analyser(policy)
+                    policy,
+                    self._shared_detectors(),
+                    prompt_analyser=self._analyser(policy),
+                    watermark=self.watermark,
                 )
                 log.info("guard ready", extra={"policy": name, "policy_id": policy.policy_id})
             return self._guards[name]
@@ -257,38 +265,13 @@ class GeneratorService:
             self._generator.close()
 
 
-class Watermarker:
-    """Embeds the configured payload with genguard.provenance's watermark."""
-
-    def __init__(
-        self, embed: Callable[..., np.ndarray], payload: int, key: int | None, strength: float
-    ):
-        self._embed = embed
-        self.payload = payload
-        self.key = key
-        self.strength = strength
-
-    @classmethod
-    def from_config(cls, section: WatermarkSection) -> Watermarker | None:
-        """A watermarker, or None when disabled or the provenance module is absent."""
-        if not section.enabled:
-            log.info("watermarking off (watermark.enabled = false)")
-            return None
-        try:
-            from genguard.provenance.watermark import embed_watermark, text_payload
-        except ImportError as exc:
-            log.warning("watermarking off: genguard.provenance.watermark unavailable (%s)", exc)
-            return None
-        payload = section.payload
-        value = text_payload(payload) if isinstance(payload, str) else int(payload)
-        return cls(embed_watermark, value, section.key, section.strength)
-
-    def apply(self, rgb: np.ndarray) -> tuple[np.ndarray, str | None]:
-        """(marked pixels, None), or (the pixels unchanged, why not) for unmarkable images."""
-        kwargs: dict[str, Any] = {"strength": self.strength}
-        if self.key is not None:
-            kwargs["key"] = self.key
-        try:
-            return self._embed(rgb, self.payload, **kwargs), None
-        except GenguardError as exc:
-            return rgb, f"not watermarked: {exc}"
+def watermark_settings(section: WatermarkSection) -> WatermarkSettings | None:
+    """The gateway's watermark, or None when disabled or the provenance module is absent."""
+    if not section.enabled:
+        log.info("watermarking off (watermark.enabled = false)")
+        return None
+    try:
+        return WatermarkSettings.from_payload(section.payload, section.key, section.strength)
+    except ImportError as exc:
+        log.warning("watermarking off: genguard.provenance.watermark unavailable (%s)", exc)
+        return None
