@@ -52,7 +52,10 @@ def test_publish_censors_only_the_censored_categories_regions() -> None:
     guard = guard_with([nudity_region(box=(20, 30, 60, 50)), face_region()])
     decision = guard.check_image(image)
     published = guard.publish(image, decision)
-    x0, y0, x1, y1 = changed_box(image.rgb, published.pixels)
+    box = changed_box(image.rgb, published.pixels)
+    assert box is not None
+    x0, y0, x1, y1 = box
+    assert x0 >= 10 and y0 >= 20  # grown by the 10% margin only
     assert x1 < 100 and y1 < 100  # the nudity box (plus margin), never the face at x>=200
     assert published.shown and published.watermarked is False
 

@@ -290,9 +290,7 @@ class Guard:
         floor = self.policy.image.region_min_score
         return [r for r in regions if r.category in wanted and r.score >= floor]
 
-    def publish(
-        self, image: LoadedImage, decision: Decision, *, mark: bool = True
-    ) -> Published:
+    def publish(self, image: LoadedImage, decision: Decision, *, mark: bool = True) -> Published:
         """What to show under ``decision``: original, censored or a placeholder, with the
         configured watermark in shown images (and whether it went in).
 
