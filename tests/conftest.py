@@ -53,6 +53,7 @@ class FakeDetector:
     """
 
     name = "fake"
+    categories = ("sexual_explicit", "nudity", "suggestive", "face", "violence")
 
     def __init__(self, regions_by_level: dict[int, list[Region]] | None = None, nsfw: float = 0.0):
         self.regions_by_level = regions_by_level or {}

@@ -112,9 +112,9 @@ def test_each_censor_style_destroys_detail(style: str) -> None:
 def test_censor_without_regions_falls_back_to_block() -> None:
     class GlobalOnly(FakeDetector):
         def detect(self, frames):
-            from genguard.detectors.base import DetectorOutput
+            from genguard.detectors.opennsfw import probability_to_output
 
-            return [DetectorOutput("opennsfw", raw={"nsfw": 0.75}) for _ in frames]
+            return [probability_to_output(0.75) for _ in frames]
 
     guard = Guard(load_policy("standard"), [GlobalOnly()])
     decision = guard.check_image(solid(100))

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
 import pytest
 
+from genguard.calibration import calibrate
 from genguard.decision import SCHEMA, Action, Decision, Match, Region
 from genguard.detectors.base import DetectorOutput
-from genguard.fusion import NUDENET_CURVE, Fusion, apply_implications, calibrate, noisy_or
+from genguard.detectors.nudenet import NUDENET_CURVE, detections_to_output
+from genguard.detectors.opennsfw import probability_to_output
+from genguard.fusion import Fusion, apply_implications, noisy_or
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def nudenet_output(label: str, score: float) -> DetectorOutput:
-    region = Region((0, 0, 10, 10), label, "?", score, "nudenet")
-    return DetectorOutput("nudenet", raw={label: score}, regions=[region])
+    return detections_to_output([(label, score, (0, 0, 10, 10))])
 
 
 def test_calibration_is_monotone_and_anchored() -> None:
@@ -48,7 +51,7 @@ def test_label_weights_and_implication_chain() -> None:
 def test_agreement_between_backends_raises_the_score() -> None:
     fusion = Fusion()
     nn = nudenet_output("FEMALE_BREAST_EXPOSED", 0.5)
-    nsfw = DetectorOutput("opennsfw", raw={"nsfw": 0.7})
+    nsfw = probability_to_output(0.7)
     alone = fusion.fuse([nn])["nudity"]
     together = fusion.fuse([nn, nsfw])["nudity"]
     nsfw_alone = fusion.fuse([nsfw])
@@ -60,6 +63,39 @@ def test_agreement_between_backends_raises_the_score() -> None:
 def test_direct_category_backends_pass_through() -> None:
     scores = Fusion().fuse([DetectorOutput("hashbank", scores={"hash_match": 1.0})])
     assert scores["hash_match"] == 1.0
+
+
+def test_fusion_knows_no_backend_by_name() -> None:
+    """Any backend's calibrated scores fuse alike; names never change the maths."""
+    nudenet = nudenet_output("FEMALE_BREAST_EXPOSED", 0.7)
+    renamed = DetectorOutput("third-party", regions=nudenet.regions, scores=nudenet.scores)
+    assert Fusion().fuse([renamed]) == Fusion().fuse([nudenet])
+    source = (Path(__file__).resolve().parents[1] / "src/genguard/fusion.py").read_text()
+    tree = ast.parse(source)
+    docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+    literals = {
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+    }
+    assert not literals & {"nudenet", "opennsfw", "clip", "hf", "hashbank"}
+
+
+def test_unscored_regions_count_at_their_own_score() -> None:
+    region = Region((0, 0, 5, 5), "blade", "violence", 0.7, "plugin")
+    scored = DetectorOutput("plugin", regions=[region], scores={"violence": 0.2})
+    assert Fusion().fuse([DetectorOutput("plugin", regions=[region])])["violence"] == 0.7
+    # The backend's own calibration wins over its raw region score.
+    assert Fusion().fuse([scored])["violence"] == pytest.approx(0.2)
+
+
+def test_every_nudenet_category_is_reported() -> None:
+    assert set(detections_to_output([]).scores) == {
+        "sexual_explicit",
+        "nudity",
+        "suggestive",
+        "face",
+    }
 
 
 def test_vocabulary_always_complete() -> None:

@@ -22,10 +22,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from genguard import taxonomy
+from genguard.calibration import calibrate
 from genguard.decision import Action
 from genguard.errors import PolicyError
 
@@ -111,8 +111,7 @@ class ImagePolicy(_Strict):
         result = dict(scores)
         for name, curve in self.calibration.items():
             if name in result:
-                xs, ys = zip(*curve, strict=True)
-                result[name] = float(np.interp(result[name], xs, ys))
+                result[name] = calibrate(result[name], curve)
         return result
 
 

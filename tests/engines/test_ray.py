@@ -117,6 +117,7 @@ class CrashOnceFactory:
 
         class Crashing:
             name = "fake"
+            categories = inner.categories
 
             def detect(self, frames):
                 flagged = any(int(f.mean()) // 10 == FLAG_LEVEL // 10 for f in frames)

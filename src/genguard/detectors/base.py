@@ -31,17 +31,23 @@ class DetectorOutput:
     backend: str
     #: The backend's own numbers (NudeNet labels, OpenNSFW's probability), for evidence.
     raw: dict[str, float] = field(default_factory=dict)
+    #: Located evidence; ``score`` is the backend's own confidence for the box.
     regions: list[Region] = field(default_factory=list)
-    #: Category scores a backend reports directly (hash banks, hub classifiers, CLIP
-    #: heads); fusion takes them as they are.
+    #: Calibrated category scores in [0, 1]: the backend maps its raw numbers itself, so
+    #: fusion takes them as they are (see :mod:`genguard.fusion`).
     scores: dict[str, float] = field(default_factory=dict)
 
 
 @runtime_checkable
 class ImageDetector(Protocol):
-    """Batch of HxWx3 uint8 RGB frames in, one output per frame out."""
+    """Batch of HxWx3 uint8 RGB frames in, one output per frame out.
+
+    ``categories`` lists the taxonomy categories the backend can score (what ``genguard
+    backends list`` shows, and what the conformance tests hold it to).
+    """
 
     name: str
+    categories: tuple[str, ...]
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[DetectorOutput]: ...
 

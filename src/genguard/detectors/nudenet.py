@@ -19,9 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from genguard.calibration import Curve, calibrate
 from genguard.decision import Region
 from genguard.detectors.base import DetectorOutput, LazySession, register_detector
 from genguard.errors import ModelUnavailableError
+from genguard.taxonomy import NUDENET_LABELS
 
 LABELS = (
     "FEMALE_GENITALIA_COVERED",
@@ -126,18 +128,40 @@ class NudeNetDetector:
         for index, frame in enumerate(frames):
             height, width = frame.shape[:2]
             detections = postprocess(output[index], width, height, prepared[index][1])
-            results.append(self._to_output(detections))
+            results.append(detections_to_output(detections))
         return results
 
-    def _to_output(self, detections: list) -> DetectorOutput:
-        from genguard.taxonomy import NUDENET_LABELS
 
-        regions = []
-        raw: dict[str, float] = {}
-        for label, score, box in detections:
-            category = NUDENET_LABELS[label][0]
-            regions.append(
-                Region(box=box, label=label, category=category, score=score, backend=self.name)
-            )
-            raw[label] = max(raw.get(label, 0.0), score)
-        return DetectorOutput(backend=self.name, raw=raw, regions=regions)
+#: NudeNet's box confidences of 0.2-0.4 are mostly noise: (raw, calibrated) anchors,
+#: linear in between.
+NUDENET_CURVE: Curve = (
+    (0.0, 0.0),
+    (0.2, 0.1),
+    (0.4, 0.45),
+    (0.6, 0.75),
+    (0.8, 0.92),
+    (1.0, 1.0),
+)
+
+
+def detections_to_output(
+    detections: Sequence[tuple[str, float, tuple[int, int, int, int]]],
+    curve: Curve = NUDENET_CURVE,
+) -> DetectorOutput:
+    """Boxes as regions (raw confidences), and calibrated category scores.
+
+    A box contributes ``calibrated(confidence) * weight(label)`` to its label's category
+    (:data:`genguard.taxonomy.NUDENET_LABELS`); a category takes its strongest box.
+    Every category the backend covers is reported, 0.0 when nothing was seen.
+    """
+    regions = []
+    raw: dict[str, float] = {}
+    scores = dict.fromkeys(NudeNetDetector.categories, 0.0)
+    for label, score, box in detections:
+        category, weight = NUDENET_LABELS[label]
+        regions.append(
+            Region(box=box, label=label, category=category, score=score, backend="nudenet")
+        )
+        raw[label] = max(raw.get(label, 0.0), score)
+        scores[category] = max(scores[category], calibrate(score, curve) * weight)
+    return DetectorOutput(backend="nudenet", raw=raw, regions=regions, scores=scores)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from genguard.calibration import Curve, calibrate
 from genguard.detectors.base import DetectorOutput, LazySession, register_detector
 from genguard.errors import ModelUnavailableError
 
@@ -67,6 +68,25 @@ class OpenNSFWDetector:
         session = self._session.get()
         batch = np.stack([preprocess(frame) for frame in frames])
         (probabilities,) = session.run(None, {session.get_inputs()[0].name: batch})
-        return [
-            DetectorOutput(backend=self.name, raw={"nsfw": float(row[1])}) for row in probabilities
-        ]
+        return [probability_to_output(float(row[1])) for row in probabilities]
+
+
+#: The model's authors describe < 0.2 as "likely safe" and > 0.8 as "likely NSFW":
+#: (raw, calibrated) anchors at those operating points, linear in between.
+OPENNSFW_CURVE: Curve = (
+    (0.0, 0.0),
+    (0.2, 0.1),
+    (0.5, 0.45),
+    (0.8, 0.85),
+    (1.0, 1.0),
+)
+#: How strongly the global score speaks to each category: fully to nudity, at half weight
+#: to explicit content (the model cannot tell the two apart).
+OPENNSFW_WEIGHTS: dict[str, float] = {"sexual_explicit": 0.5, "nudity": 1.0, "suggestive": 1.0}
+
+
+def probability_to_output(nsfw: float, curve: Curve = OPENNSFW_CURVE) -> DetectorOutput:
+    """The raw NSFW probability, and the category scores it speaks to."""
+    value = calibrate(nsfw, curve)
+    scores = {category: value * weight for category, weight in OPENNSFW_WEIGHTS.items()}
+    return DetectorOutput(backend="opennsfw", raw={"nsfw": nsfw}, scores=scores)
