@@ -6,8 +6,13 @@ Nothing explicit is ever committed or generated: positive cases use synthetic si
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import json
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
 
 import numpy as np
 import pytest
@@ -15,6 +20,7 @@ from PIL import Image
 
 from genguard.decision import Region
 from genguard.detectors.base import DetectorOutput
+from tests.server.peers import Peer, json_reply, seeded_png
 
 
 def _photo(name: str, size: int = 320) -> Image.Image:
@@ -135,3 +141,83 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if config.getoption("--fast") and slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+
+
+# -- fake generation servers (A1111, ComfyUI) speaking their HTTP shapes ---------------
+
+
+@pytest.fixture
+def a1111() -> Iterator[Peer]:
+    """Fake AUTOMATIC1111 ``--api``: POST /sdapi/v1/txt2img."""
+    peer = Peer()
+
+    def txt2img(_url: Any, body: dict) -> tuple[int, str, bytes]:
+        if not isinstance(body.get("prompt"), str):
+            return json_reply({"detail": [{"msg": "field required"}]}, 422)
+        image = seeded_png(body["seed"], body["width"], body["height"])
+        info = {"seed": body["seed"], "all_seeds": [body["seed"]], "prompt": body["prompt"]}
+        return json_reply(
+            {
+                "images": [base64.b64encode(image).decode()],
+                "parameters": body,
+                "info": json.dumps(info),
+            }
+        )
+
+    peer.routes[("POST", "/sdapi/v1/txt2img")] = txt2img
+    yield peer
+    peer.close()
+
+
+@pytest.fixture
+def comfyui() -> Iterator[Peer]:
+    """Fake ComfyUI: POST /prompt, GET /history/{id} (empty until done), GET /view."""
+    peer = Peer()
+    jobs: dict[str, dict] = {}
+    polls: dict[str, int] = {}
+
+    def queue(_url: Any, body: dict) -> tuple[int, str, bytes]:
+        graph = body.get("prompt")
+        if not isinstance(graph, dict) or not body.get("client_id"):
+            return json_reply({"error": {"type": "invalid_prompt"}, "node_errors": {}}, 400)
+        prompt_id = str(uuid.uuid4())
+        jobs[prompt_id] = graph
+        polls[prompt_id] = 0
+        return json_reply({"prompt_id": prompt_id, "number": len(jobs), "node_errors": {}})
+
+    def history(url: Any, _body: Any) -> tuple[int, str, bytes]:
+        prompt_id = url.path.rsplit("/", 1)[-1]
+        polls[prompt_id] = polls.get(prompt_id, 0) + 1
+        if prompt_id not in jobs or polls[prompt_id] < 2:  # still running on first poll
+            return json_reply({})
+        graph = jobs[prompt_id]
+        sampler = next(n for n in graph.values() if n["class_type"] == "KSampler")
+        latent = next(n for n in graph.values() if n["class_type"] == "EmptyLatentImage")
+        name = f"gg_{sampler['inputs']['seed']}_{latent['inputs']['width']}x" + (
+            f"{latent['inputs']['height']}.png"
+        )
+        return json_reply(
+            {
+                prompt_id: {
+                    "prompt": [0, prompt_id, graph, {}, ["9"]],
+                    "outputs": {
+                        "9": {"images": [{"filename": name, "subfolder": "", "type": "output"}]}
+                    },
+                    "status": {"status_str": "success", "completed": True, "messages": []},
+                }
+            }
+        )
+
+    def view(url: Any, _body: Any) -> tuple[int, str, bytes]:
+        query = parse_qs(url.query)
+        if query.get("type") != ["output"]:
+            return 400, "text/plain", b"bad type"
+        stem = query["filename"][0].removesuffix(".png").split("_")
+        width, height = (int(v) for v in stem[2].split("x"))
+        return 200, "image/png", seeded_png(int(stem[1]), width, height)
+
+    peer.routes[("POST", "/prompt")] = queue
+    peer.routes[("GET", "/history/")] = history
+    peer.routes[("GET", "/view")] = view
+    yield peer
+    peer.close()

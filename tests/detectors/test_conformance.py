@@ -3,8 +3,8 @@
 As python-threatexchange does for its signal types, but parametrised over the live
 registry (a new backend is checked without touching this file; a backend without a
 builder here fails, so none is skipped silently). Each backend must give one output per
-frame, only the categories it declares (all known) with calibrated scores in [0, 1], regions inside the frame, the same
-result in a batch as alone, and the same result twice.
+frame, scores in [0, 1] only for the categories it declares (all known), regions inside
+the frame, the same result in a batch as alone, and the same result twice.
 """
 
 from __future__ import annotations

@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from genguard.errors import ConfigError, DeviceMemoryError, MissingExtraError, ModelUnavailableError
+from genguard.errors import (
+    ConfigError,
+    DeviceMemoryError,
+    GeneratorError,
+    MissingExtraError,
+    ModelUnavailableError,
+)
 from genguard.generators.base import GenerationSettings, ImageGenerator, register_generator
 
 
@@ -72,9 +78,10 @@ class DiffusersGenerator:
         self.device = device
         torch_dtype = _torch_dtype(torch, dtype, device)
         path = Path(model).expanduser()
-        self.pipe = _load_pipeline(diffusers, path, torch_dtype, config)
-        self.pipe.to(device)
-        self.pipe.set_progress_bar_config(disable=True)
+        pipe = _load_pipeline(diffusers, path, torch_dtype, config)
+        pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        self.pipe: Any = pipe
 
     def generate(self, prompt: str, seed: int, settings: GenerationSettings) -> Image.Image:
         """Generate one image with a CPU generator seeded by ``seed``."""
@@ -96,6 +103,8 @@ class DiffusersGenerator:
         )
 
     def _generate(self, prompt: str, seed: int, settings: GenerationSettings) -> Image.Image:
+        if self.pipe is None:
+            raise GeneratorError("this diffusers generator was closed; create a new one")
         generator = self._torch.Generator(device="cpu").manual_seed(int(seed))
         with self._torch.inference_mode():
             result = self.pipe(
@@ -111,8 +120,8 @@ class DiffusersGenerator:
         return result.images[0]
 
     def close(self) -> None:
-        """Drop the pipeline and free accelerator memory."""
-        del self.pipe
+        """Drop the pipeline and free accelerator memory (twice is harmless)."""
+        self.pipe = None
         if self.device.startswith("cuda") and self._torch.cuda.is_available():
             self._torch.cuda.empty_cache()
 
