@@ -18,14 +18,7 @@ from genguard.errors import ConfigError
 from genguard.guard import DEFAULT_BACKENDS, Guard, WatermarkSettings
 from genguard.policy import BUILTIN_PROFILES, load_policy
 from genguard.progress import progress_bar
-from genguard.scan import (
-    ScanSummary,
-    _truncate_torn_tail,
-    read_done_paths,
-    record_path,
-    scan,
-    walk,
-)
+from genguard.scan import ScanSummary, scan_to_file
 
 console = Console()
 
@@ -173,22 +166,18 @@ def scan_cmd(
         print_summary(summary, out)
         return
     guard = _guard(policy, backend, threads)
-    done = read_done_paths(out) if resume else set()
-    items = [item for item in walk(paths) if record_path(item.path) not in done]
-    if resume:
-        _truncate_torn_tail(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a" if resume else "w", encoding="utf-8") as sink, progress_bar(progress) as bar:
-        task = bar.add_task("scanning", total=len(items))
-        summary = scan(
+    with progress_bar(progress) as bar:
+        task = bar.add_task("scanning", total=None)
+        summary = scan_to_file(
             guard,
-            items,
-            sink,
+            paths,
+            out,
+            resume=resume,
             batch_size=batch_size,
             workers=workers,
+            on_start=lambda count: bar.update(task, total=count),
             on_record=lambda _record: bar.advance(task),
         )
-    summary.skipped_resumed = len(done)
     print_summary(summary, out)
 
 

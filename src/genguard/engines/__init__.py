@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from genguard.engines.parquet_out import open_writer, row_schema
+from genguard.engines.records import ScanSummary
 from genguard.engines.rows import SCORE_CATEGORIES, GuardFactory
 from genguard.engines.sources import (
     FORMATS,
@@ -29,7 +30,6 @@ from genguard.engines.sources import (
 from genguard.errors import ConfigError
 from genguard.guard import Guard
 from genguard.progress import Progress, progress_bar
-from genguard.scan import ScanSummary
 
 Engine = Literal["local", "ray"]
 ENGINES: tuple[str, ...] = ("local", "ray")
@@ -118,7 +118,7 @@ def _run_local(
                 writer,
                 batch_size=options.batch_size,
                 decode_threads=options.workers,
-                on_rows=lambda rows: _advance(bar, task, len(rows), on_rows),
+                on_records=lambda rows: _advance(bar, task, len(rows), on_rows),
             )
     finally:
         writer.close()

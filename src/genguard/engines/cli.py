@@ -1,9 +1,9 @@
 """The one call ``genguard scan`` makes for ``--format`` / ``--engine`` / Parquet output.
 
-``genguard scan`` keeps its own JSONL path for the default case (a folder, the local
-engine, ``--out x.jsonl``, ``--resume``); everything else goes through
+The default case (a folder, the local engine, ``--out x.jsonl``, ``--resume``) writes
+scan records with :func:`genguard.scan.scan_to_file`; everything else goes through
 :func:`engine_scan`, which turns CLI option values into a
-:func:`genguard.engines.run_scan` call.
+:func:`genguard.engines.run_scan` call. Both run on the local (or Ray) engine.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from genguard.engines import GuardFactory, ScanOptions, SourceOptions, run_scan
+from genguard.engines.records import ScanSummary
 from genguard.errors import ConfigError
 from genguard.guard import DEFAULT_BACKENDS
-from genguard.scan import ScanSummary
 
 
 def needs_engine(fmt: str, engine: str, out: Path) -> bool:

@@ -1,22 +1,29 @@
 """The local engine: one process, decoding the next batch while the models run.
 
-The same two-stage pipeline as :func:`genguard.scan.scan`, over any source (folders,
-tar shards, Parquet) and writing rows (Parquet or JSONL). It is the default engine:
-on one machine it has no cluster to start and no objects to move between processes.
+Every scan on one machine runs here (``genguard scan`` of a folder to JSONL with
+``--resume``, tar shards or Parquet to Parquet, the Python API): sources give samples,
+the engine turns each batch into scan records in input order, and a writer stores them
+(JSONL records, or flat rows in Parquet/JSONL). On one machine it has no cluster to start
+and no objects to move between processes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
-from genguard.engines.parquet_out import RowWriter
-from genguard.engines.rows import BatchChecker, Loaded, rows_for
+from genguard.engines.records import Loaded, ScanSummary
+from genguard.engines.rows import BatchChecker
 from genguard.engines.sources import Sample
 from genguard.guard import Guard
-from genguard.scan import ScanSummary
+
+
+class RecordWriter(Protocol):
+    """Where a batch's records go (in input order), flushed before the next batch."""
+
+    def write_records(self, samples: Sequence[Sample], records: list[dict[str, Any]]) -> None: ...
 
 
 def batched(samples: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
@@ -30,38 +37,34 @@ def batched(samples: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
         yield batch
 
 
-def count_rows(summary: ScanSummary, rows: list[dict[str, Any]]) -> None:
-    """Tally actions and error codes of written rows into ``summary``."""
-    for row in rows:
-        summary.total += 1
-        if row["error_code"]:
-            summary.errors[row["error_code"]] += 1
-        else:
-            summary.actions[row["action"]] += 1
-
-
 def run_local(
     samples: Iterable[Sample],
     guard_factory: Callable[[], Guard],
-    writer: RowWriter,
+    writer: RecordWriter,
     *,
     batch_size: int = 8,
     decode_threads: int = 2,
-    on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_records: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> ScanSummary:
-    """Scan ``samples`` in order, writing one row per sample; returns the tallies."""
+    """Scan ``samples`` in order, writing one record per sample; returns the tallies.
+
+    Decoding of batch n+1 (on ``decode_threads`` threads) overlaps inference on batch n.
+    """
     summary = ScanSummary()
     started = time.perf_counter()
     checker = BatchChecker(guard_factory, decode_threads=decode_threads)
-    with ThreadPoolExecutor(max_workers=1) as stage:
-        pending: tuple[list[Sample], Future[list[Loaded]]] | None = None
-        for batch in batched(samples, batch_size):
-            future = stage.submit(checker.decode, batch)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as stage:
+            pending: tuple[list[Sample], Future[list[Loaded]]] | None = None
+            for batch in batched(samples, batch_size):
+                future = stage.submit(checker.decode, batch)
+                if pending is not None:
+                    _finish(checker, *pending, writer, summary, on_records)
+                pending = (batch, future)
             if pending is not None:
-                _finish(checker, *pending, writer, summary, on_rows)
-            pending = (batch, future)
-        if pending is not None:
-            _finish(checker, *pending, writer, summary, on_rows)
+                _finish(checker, *pending, writer, summary, on_records)
+    finally:
+        checker.close()
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -70,12 +73,12 @@ def _finish(
     checker: BatchChecker,
     batch: list[Sample],
     future: Future[list[Loaded]],
-    writer: RowWriter,
+    writer: RecordWriter,
     summary: ScanSummary,
-    on_rows: Callable[[list[dict[str, Any]]], None] | None,
+    on_records: Callable[[list[dict[str, Any]]], None] | None,
 ) -> None:
-    rows = rows_for(checker.guard, batch, future.result())
-    writer.write_rows(rows)
-    count_rows(summary, rows)
-    if on_rows is not None:
-        on_rows(rows)
+    records = checker.records(batch, future.result())
+    writer.write_records(batch, records)
+    summary.count(records)
+    if on_records is not None:
+        on_records(records)

@@ -13,11 +13,12 @@ cannot write the Parquet footer; JSONL output survives even that.)
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from genguard.engines.rows import SCORE_CATEGORIES
+from genguard.engines.rows import SCORE_CATEGORIES, sample_row
 from genguard.errors import MissingExtraError
 
 
@@ -53,11 +54,17 @@ def row_schema() -> Any:
     )
 
 
+def flatten(samples: Sequence[Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [sample_row(s.id, s.key, r) for s, r in zip(samples, records, strict=True)]
+
+
 def rows_to_table(rows: list[dict[str, Any]]) -> Any:
     return _pa().Table.from_pylist(rows, schema=row_schema())
 
 
 class RowWriter(Protocol):
+    def write_records(self, samples: Sequence[Any], records: list[dict[str, Any]]) -> None: ...
+
     def write_rows(self, rows: list[dict[str, Any]]) -> None: ...
 
     def write_table(self, table: Any) -> None: ...
@@ -76,6 +83,10 @@ class ParquetRowWriter:
         self._pending: list[Any] = []
         self._pending_rows = 0
         self.row_group_rows = row_group_rows
+
+    def write_records(self, samples: Sequence[Any], records: list[dict[str, Any]]) -> None:
+        """Scan records flattened into rows (one per sample)."""
+        self.write_rows(flatten(samples, records))
 
     def write_rows(self, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -103,6 +114,10 @@ class JsonlRowWriter:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = path.open("w", encoding="utf-8")
+
+    def write_records(self, samples: Sequence[Any], records: list[dict[str, Any]]) -> None:
+        """Scan records flattened into rows (one per sample)."""
+        self.write_rows(flatten(samples, records))
 
     def write_rows(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:

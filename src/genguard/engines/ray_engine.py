@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from genguard.engines.parquet_out import RowWriter, rows_to_table
+from genguard.engines.records import ScanSummary
 from genguard.engines.rows import BatchChecker
 from genguard.engines.sources import Format, Sample, SourceOptions, expand_unit, list_units
 from genguard.errors import MissingExtraError
 from genguard.guard import Guard
-from genguard.scan import ScanSummary
 
 #: CPUs reserved by the reading/expanding stages. Zero on purpose: the detector actors
 #: are sized to take every CPU (``workers x cpus_per_worker``), and a read task waiting

@@ -3,7 +3,7 @@
 Shared by the local and the Ray engine so that both produce the same rows for the same
 inputs. A row is flat (one column per category score) so that a Parquet file of
 100M rows can be filtered with plain column predicates (``score_nudity > 0.6``); the
-shapes follow :func:`genguard.scan.decision_record` / ``error_record``.
+shapes follow the records of :mod:`genguard.engines.records`.
 """
 
 from __future__ import annotations
@@ -14,17 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from genguard.content import LoadedImage
-from genguard.errors import ContentError
+from genguard.engines.records import Loaded, load_tolerant, record_path, records_for
 from genguard.guard import DEFAULT_BACKENDS, Guard
-from genguard.scan import (
-    Loaded,
-    check_tolerant,
-    decision_record,
-    error_record,
-    load_tolerant,
-    record_path,
-)
 
 #: One float column per built-in image category (``score_<name>``). A fixed list, not the
 #: live registry: every worker process must produce the same schema whatever plugins it
@@ -100,19 +91,9 @@ def load_sample(guard: Guard, sample: Any) -> Loaded:
 
 
 def rows_for(guard: Guard, samples: Sequence[Any], loaded: Sequence[Loaded]) -> list[dict]:
-    """Run the models on the decoded samples of a batch; one row per sample, in order."""
-    images = [x for x in loaded if isinstance(x, LoadedImage)]
-    decisions = iter(check_tolerant(guard, images))
-    rows = []
-    for sample, result in zip(samples, loaded, strict=True):
-        outcome = result if isinstance(result, ContentError) else next(decisions)
-        source = sample.path if sample.key is None else f"{sample.path}#{sample.key}"
-        if isinstance(outcome, ContentError):
-            record = error_record(source, outcome, guard.policy_id)
-        else:
-            record = decision_record(source, outcome)
-        rows.append(sample_row(sample.id, sample.key, record))
-    return rows
+    """Run the models on the decoded samples of a batch; one flat row per sample, in order."""
+    records = records_for(guard, samples, loaded)
+    return [sample_row(s.id, s.key, r) for s, r in zip(samples, records, strict=True)]
 
 
 class BatchChecker:
@@ -128,4 +109,13 @@ class BatchChecker:
         return list(self._pool.map(lambda s: load_sample(self.guard, s), samples))
 
     def __call__(self, samples: Sequence[Any]) -> list[dict]:
+        """Flat rows for a batch (what the Ray workers ship as tables)."""
         return rows_for(self.guard, samples, self.decode(samples))
+
+    def close(self) -> None:
+        """Stop the decode threads (the Guard stays: it may be shared)."""
+        self._pool.shutdown(wait=True)
+
+    def records(self, samples: Sequence[Any], loaded: Sequence[Loaded]) -> list[dict]:
+        """Scan records for a batch already decoded with :meth:`decode`."""
+        return records_for(self.guard, samples, loaded)

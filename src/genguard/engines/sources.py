@@ -6,8 +6,9 @@ unusable. A source never raises for bad *data*: a corrupt shard, a truncated tar
 Parquet file that cannot be read or a row without an image become error samples (and so
 error rows in the output), and the scan goes on. Nothing is silently dropped.
 
-Sources are split into *units* (a folder's files, one shard, one Parquet file) so that
-the Ray engine can expand units on its workers, in parallel, close to the data.
+Folders are walked recursively in a stable, sorted order (directory symlinks followed,
+loops reported). Sources are split into *units* (a folder's files, one shard, one Parquet
+file) so that the Ray engine can expand units on its workers, in parallel, close to the data.
 """
 
 from __future__ import annotations
@@ -21,7 +22,75 @@ from typing import Any, Literal
 
 from genguard.content import DEFAULT_MAX_BYTES
 from genguard.errors import ConfigError, ContentError
-from genguard.scan import IMAGE_EXTENSIONS, walk
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif", ".avif"}
+)
+
+
+@dataclass(frozen=True)
+class ScanItem:
+    """One input of a scan: a path, or a path that could not even be listed."""
+
+    path: str
+    error: ContentError | None = None
+
+
+def walk(paths: Sequence[str | Path]) -> Iterator[ScanItem]:
+    """Expand files and folders into scan items, in a stable, sorted order.
+
+    Explicit paths are always scanned (a non-image file gets an error record); inside
+    folders only files with image extensions are taken. Directory symlinks are followed,
+    but a directory already visited (a loop) becomes an error record, not a hang.
+    """
+    visited: set[tuple[int, int]] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from _walk_dir(path, visited)
+        else:
+            yield ScanItem(str(path))
+
+
+def _walk_dir(folder: Path, visited: set[tuple[int, int]]) -> Iterator[ScanItem]:
+    try:
+        stat = folder.stat()
+    except OSError as exc:
+        yield ScanItem(
+            str(folder), ContentError(f"cannot open folder: {exc.strerror}", code="unreadable")
+        )
+        return
+    key = (stat.st_dev, stat.st_ino)
+    if key in visited:
+        yield ScanItem(
+            str(folder),
+            ContentError("directory symlink loop (already scanned)", code="symlink_loop"),
+        )
+        return
+    visited.add(key)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        yield ScanItem(
+            str(folder), ContentError(f"cannot list folder: {exc.strerror}", code="unreadable")
+        )
+        return
+    for entry in entries:
+        yield from _walk_entry(Path(entry.path), entry, visited)
+
+
+def _walk_entry(
+    path: Path, entry: os.DirEntry[str], visited: set[tuple[int, int]]
+) -> Iterator[ScanItem]:
+    try:
+        is_dir = entry.is_dir()
+    except OSError:
+        is_dir = False
+    if is_dir:
+        yield from _walk_dir(path, visited)
+    elif path.suffix.lower() in IMAGE_EXTENSIONS:
+        yield ScanItem(str(path))
+
 
 Format = Literal["folder", "webdataset", "parquet"]
 FORMATS: tuple[str, ...] = ("folder", "webdataset", "parquet")
