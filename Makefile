@@ -41,6 +41,7 @@ test-fast: install-test
 lint: install-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 format: install-test
 	$(BIN)/ruff format src tests bench

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import tomli_w
 import typer
@@ -206,7 +206,8 @@ def policy_show(
     """Print the effective policy (after 'extends'), its id, and the hard rules."""
     policy = load_policy(name)
     if as_json:
-        print(json.dumps({"policy_id": policy.policy_id, **policy.to_toml_dict()}, indent=2))
+        data = {"policy_id": policy.policy_id, **policy.to_toml_dict()}
+        print(json.dumps(data, indent=2))
         return
     print(f"# policy_id = {policy.policy_id}")
     for rule in policy.all_hard_rules():
@@ -214,11 +215,16 @@ def policy_show(
     print(tomli_w.dumps(_without_none(policy.to_toml_dict())))
 
 
-def _without_none(value: object) -> object:
+def _without_none(table: dict[str, Any]) -> dict[str, Any]:
+    """TOML has no null: drop unset options (recursively)."""
+    return {k: _drop_none(v) for k, v in table.items() if v is not None}
+
+
+def _drop_none(value: object) -> object:
     if isinstance(value, dict):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_without_none(v) for v in value]
+        return [_drop_none(v) for v in value]
     return value
 
 

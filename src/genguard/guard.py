@@ -178,8 +178,8 @@ class Guard:
             per_image[image_index].append((frame_index, frame_outputs))
         contexts = contexts or [None] * len(images)
         decisions = []
-        for image, frame_outputs, context in zip(images, per_image, contexts, strict=True):
-            decision = self._decide(image, frame_outputs, _context_scores(context))
+        for image, image_outputs, context in zip(images, per_image, contexts, strict=True):
+            decision = self._decide(image, image_outputs, _context_scores(context))
             decision.timings_ms["detect"] = detect_ms
             decisions.append(decision)
         return decisions

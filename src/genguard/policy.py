@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -227,7 +227,7 @@ class Policy(_Strict):
         )
         return f"{self.name}@{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
 
-    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Policy:
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Policy:
         """A copy whose ``policy_id`` is computed afresh (the cached one may be stale)."""
         copy = super().model_copy(update=update, deep=deep)
         copy.__dict__.pop("policy_id", None)
@@ -403,16 +403,16 @@ def evaluate(
             action = Action.worst(action, rule.action)
             if rule.action is Action.CENSOR:
                 censor.add(name)
-    signals = {(modality, k): v for k, v in scores.items()}
+    signals: dict[tuple[str, str], float] = {(modality, k): v for k, v in scores.items()}
     for key, value in (context or {}).items():
         signal = (context_modality, key)
         signals[signal] = max(value, signals.get(signal, 0.0))
     hard = first_hard_rule(policy, signals)
     if hard is not None:
-        rule, evidence = hard
+        fired, evidence = hard
         action = Action.BLOCK
         reasons.insert(
-            0, f"hard rule {rule.name}: {rule.description} ({', '.join(evidence)}) -> block"
+            0, f"hard rule {fired.name}: {fired.description} ({', '.join(evidence)}) -> block"
         )
     return Verdict(action, reasons, hard[0].name if hard else None, censor)
 

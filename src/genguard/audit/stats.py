@@ -30,7 +30,7 @@ class Proportion:
         """Observed share (0 when n is 0)."""
         return self.k / self.n if self.n else 0.0
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, float | int | list[float]]:
         """JSON form used in report.json."""
         return {
             "count": self.k,

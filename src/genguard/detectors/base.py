@@ -46,8 +46,15 @@ class ImageDetector(Protocol):
     backends list`` shows, and what the conformance tests hold it to).
     """
 
-    name: str
-    categories: tuple[str, ...]
+    @property
+    def name(self) -> str:
+        """The backend's registry name (``--backend name``), carried into every output."""
+        ...
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """The taxonomy categories this backend scores."""
+        ...
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[DetectorOutput]: ...
 

@@ -100,9 +100,14 @@ def postprocess(
     boxes = np.stack([x, y, w, h], axis=1)
     indices = cv2.dnn.NMSBoxes(boxes.tolist(), best_score.tolist(), NMS_SCORE, NMS_IOU)
     return [
-        (LABELS[int(best[i])], float(best_score[i]), tuple(int(v) for v in boxes[i]))
+        (LABELS[int(best[i])], float(best_score[i]), _box(boxes[i]))
         for i in np.asarray(indices, dtype=int).reshape(-1)
     ]
+
+
+def _box(row: np.ndarray) -> tuple[int, int, int, int]:
+    x, y, w, h = (int(v) for v in row)
+    return x, y, w, h
 
 
 @register_detector("nudenet")

@@ -55,7 +55,7 @@ def fit_policy(
         metrics.require_both_classes(labels, f"calibrating {target!r}")
         raw = np.array([scored[i].scores["fused"][target] for i in indices])
         curve = _fit_curve(raw, labels, method)
-        calibrated = np.interp(raw, *zip(*curve, strict=True))
+        calibrated = np.interp(raw, [x for x, _ in curve], [y for _, y in curve])
         chosen = (
             metrics.threshold_for_fpr(calibrated, labels, target_fpr)
             if target_fpr is not None

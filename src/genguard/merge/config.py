@@ -65,7 +65,7 @@ class BlockWeights(BaseModel):
                 "checkpoint layout was not recognised"
             )
         if isinstance(self.blocks, list):
-            return self._from_list(names, arch, where)
+            return self._from_list(self.blocks, names, arch, where)
         unknown = sorted(set(self.blocks) - set(names) - {BASE_BLOCK})
         if unknown:
             raise ConfigError(
@@ -79,8 +79,10 @@ class BlockWeights(BaseModel):
         table = {n: self.blocks.get(n, default) for n in [BASE_BLOCK, *names]}
         return {k: float(v) for k, v in table.items() if v is not None}
 
-    def _from_list(self, names: list[str], arch: Architecture, where: str) -> dict[str, float]:
-        values = list(self.blocks)  # type: ignore[arg-type]
+    def _from_list(
+        self, blocks: list[float], names: list[str], arch: Architecture, where: str
+    ) -> dict[str, float]:
+        values = list(blocks)
         if len(values) == len(names) + 1:
             if self.default is not None:
                 raise ConfigError(

@@ -21,6 +21,7 @@ float32; narrowing rounds to nearest-even. Files written here load with the offi
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
@@ -143,7 +144,7 @@ class SafetensorsReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise SafetensorsFormatError(f"{self.path}: no such file")
-        self._file: BinaryIO = open(self.path, "rb")  # noqa: SIM115 (closed in close())
+        self._file: io.BufferedReader = open(self.path, "rb")  # noqa: SIM115 (closed in close())
         try:
             self.tensors, self.metadata = self._parse_header()
         except BaseException:
@@ -193,7 +194,7 @@ class SafetensorsReader:
         info = self.tensors[key]
         out = np.empty(info.shape, dtype=RAW_DTYPES[info.dtype])
         self._file.seek(info.begin)
-        view = memoryview(out.reshape(-1).view(np.uint8))
+        view = out.reshape(-1).view(np.uint8).data
         got = self._file.readinto(view)
         if got != info.nbytes:
             raise SafetensorsFormatError(f"{self.path}: short read for tensor {key!r}")
@@ -300,7 +301,7 @@ class SafetensorsWriter:
         data = np.ascontiguousarray(raw, dtype=RAW_DTYPES[expected.dtype])
         if tuple(data.shape) != expected.shape:
             raise RuntimeError(f"tensor {key!r} has shape {data.shape}, expected {expected.shape}")
-        self._file.write(memoryview(data.reshape(-1).view(np.uint8)))
+        self._file.write(data.reshape(-1).view(np.uint8).data)
         self._next += 1
 
     def finish(self, metadata: dict[str, str] | None = None) -> Path:

@@ -371,7 +371,8 @@ def summarise_store(store: dict[str, Any]) -> CredentialsReport:
     source_type = action.get("digitalSourceType") if action else None
     agent = action.get("softwareAgent") if action else None
     generator = agent.get("name") if isinstance(agent, dict) else agent
-    claim_gen = next(iter(active.get("claim_generator_info", [])), {}).get("name")
+    info = next(iter(active.get("claim_generator_info", [])), None)
+    claim_gen = info.get("name") if isinstance(info, dict) else None
     sig = active.get("signature_info", {})
     state = store.get("validation_state") or ("Invalid" if failures else "Valid")
     return CredentialsReport(

@@ -33,12 +33,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pdqhash
 
 from genguard.errors import ContentError, GenguardError
 
+faiss: Any
 try:  # faiss is optional: the numpy scan gives the same answers, only slower.
     import faiss
 except ImportError:  # pragma: no cover - exercised only where faiss is missing
@@ -155,7 +157,7 @@ class HashBank:
         self._entries: list[BankEntry | None] = []
         self._codes = np.zeros((0, HASH_BYTES), dtype=np.uint8)
         self._pending: list[bytes] = []
-        self._index: object | None = None
+        self._index: Any = None  # a faiss index (optional dependency)
         self._indexed = 0
         for entry in entries:
             self._append(entry)
@@ -230,7 +232,7 @@ class HashBank:
             self._codes = np.concatenate([self._codes, new])
             self._pending = []
 
-    def _snapshot(self) -> tuple[object | None, int, np.ndarray]:
+    def _snapshot(self) -> tuple[Any, int, np.ndarray]:
         """(index, rows it covers, all codes) for a lock-free search.
 
         The faiss index is never mutated once published: faiss does not allow a search
@@ -256,17 +258,17 @@ class HashBank:
         dists, ids = [], []
         if index is not None and indexed:
             if radius is None:
-                d, i = index.search(query[None, :], 1)  # type: ignore[attr-defined]
+                d, i = index.search(query[None, :], 1)
                 dists.append(d[0].astype(np.int64))
                 ids.append(i[0].astype(np.int64))
             else:
-                lims, d, i = index.range_search(query[None, :], radius + 1)  # type: ignore[attr-defined]
+                lims, d, i = index.range_search(query[None, :], radius + 1)
                 dists.append(d[lims[0] : lims[1]].astype(np.int64))
                 ids.append(i[lims[0] : lims[1]].astype(np.int64))
         start = indexed if index is not None else 0
         if codes.shape[0] > start:
             d = _popcount_distances(codes[start:], query)
-            i = np.argmin(d)[None] if radius is None else np.nonzero(d <= radius)[0]
+            i = np.array([np.argmin(d)]) if radius is None else np.nonzero(d <= radius)[0]
             dists.append(d[i])
             ids.append(i.astype(np.int64) + start)
         if not dists:
@@ -344,7 +346,7 @@ class HashBank:
         return count
 
 
-def _new_index(kind: str) -> object:
+def _new_index(kind: str) -> Any:
     """An empty faiss binary index of the requested kind."""
     if kind == "mih":
         # 8 chunks of 32 bits: a hash within 31 bits differs by <= 3 bits in at least one

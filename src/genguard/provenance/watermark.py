@@ -438,7 +438,10 @@ def _weak_bits_after_edit(marked: np.ndarray, payload: int, key: int) -> np.ndar
     ok, buf = cv2.imencode(".jpg", edited[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 50])
     if not ok:  # pragma: no cover - OpenCV always encodes uint8 images
         return None
-    edited = cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1]
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if decoded is None:  # pragma: no cover - OpenCV decodes what it just encoded
+        return None
+    edited = decoded[:, :, ::-1]
     car = _carrier(key)
     soft = _soft_bits(_phase_spectrum(_fold(_luma(edited))), (0, 0), car)
     signs = 1.0 - 2.0 * _encode_bits(payload, key).astype(np.float64)

@@ -144,7 +144,7 @@ class KeyStore:
         return _to_key(row), secret
 
     @staticmethod
-    def _active(name: str) -> Select[tuple[ApiKeyRow]]:
+    def _active(name: str) -> Select[ApiKeyRow]:
         return select(ApiKeyRow).where(ApiKeyRow.name == name, ApiKeyRow.revoked_at.is_(None))
 
     def list(self, include_revoked: bool = True) -> list[ApiKey]:

@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
@@ -123,7 +123,7 @@ class JsonlSummary:
 
     total: int = 0
     errors: int = 0
-    actions: dict[str, int] | None = None
+    actions: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         actions = ", ".join(f"{k} {v}" for k, v in sorted((self.actions or {}).items()))
@@ -311,7 +311,7 @@ def check_jsonl(guard: Guard, source: Path, out: Path | None) -> JsonlSummary:
         raise ConfigError(f"{source} is not a file")
     with source.open("rb") as f:  # a quick first pass, for the progress bar's total
         total = sum(1 for _ in f)
-    summary = JsonlSummary(actions={})
+    summary = JsonlSummary()
     progress = Progress(
         TextColumn("checking prompts"),
         BarColumn(),
@@ -332,7 +332,7 @@ def check_jsonl(guard: Guard, source: Path, out: Path | None) -> JsonlSummary:
                     summary.errors += 1
                 else:
                     action = record["action"]
-                    summary.actions[action] = summary.actions.get(action, 0) + 1  # type: ignore[index]
+                    summary.actions[action] = summary.actions.get(action, 0) + 1
             progress.advance(task, len(chunk))
             chunk.clear()
 

@@ -673,7 +673,7 @@ def _default_lexicon() -> Lexicon:
 class _Index(dict[str, list[Term]]):
     """First-word index (a dict with a set-style disjointness test)."""
 
-    def isdisjoint(self, keys: set[str]) -> bool:
+    def isdisjoint(self, keys: Iterable[str]) -> bool:
         return not any(k in self for k in keys)
 
 

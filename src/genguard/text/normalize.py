@@ -463,6 +463,8 @@ def normalize(text: str) -> Normalised:
         base, base_starts, base_ends = _fold_unicode(text, counts)
 
     drop = _collapse_separators(base, counts)
+    starts: list[int] | None
+    ends: list[int] | None
     if drop:
         dropped = set(drop)
         keep = [i for i in range(len(base)) if i not in dropped]

@@ -128,7 +128,10 @@ class SemanticChecker:
         }
         self._benign_rows = np.flatnonzero(self._label_array == BENIGN)
         self.classes = [BENIGN, *sorted(self._category_rows)]
-        self._weights, self._bias = self._head() if classifier else (None, None)
+        self._weights: np.ndarray | None = None
+        self._bias: np.ndarray | None = None
+        if classifier:
+            self._weights, self._bias = self._head()
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
         self._memo_size = memo_size
         self._lock = threading.Lock()

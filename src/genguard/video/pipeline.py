@@ -236,6 +236,8 @@ class _Screening:
             )
 
     def _write_ready(self) -> None:
+        if self.writer is None:
+            return
         while self._buffer and self._buffer[0][2].decision is not None:
             rgb, time, probe = self._buffer.popleft()
             assert probe.decision is not None

@@ -90,7 +90,7 @@ def write_video(
     path: Path, shots: Sequence[Shot], *, size: tuple[int, int] = (320, 240), fps: float = 30.0
 ) -> list[tuple[float, float]]:
     """Write a constant-frame-rate MP4 (OpenCV, mp4v); returns each shot's (start, end) s."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {path}")
     bounds, frame_index = [], 0
