@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from genguard.cancel import checkpoint
 from genguard.errors import ContentError
 
 #: Default refusal limit: 64 megapixels is larger than any generator output or camera photo
@@ -33,6 +34,14 @@ DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_MAX_FRAMES = 16
 #: Default largest file read into memory.
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+#: Default decode budget: canvas pixels decoded in all, over every frame that must be
+#: decoded. Animated GIF/PNG/WebP frames are composited in order, so reaching the last
+#: frame decodes every frame before it: a 23 KB GIF of 1,000 frames at 8000x8000 asks for
+#: 64 billion pixels (minutes of CPU) while each frame alone passes ``max_pixels``. 320 MP
+#: (five full 64 MP images, or 1,200 frames at 512x512) decodes in a few seconds.
+DEFAULT_MAX_DECODE_PIXELS = 320_000_000
+#: Formats whose frames can only be reached by decoding every earlier frame.
+SEQUENTIAL_FORMATS = frozenset({"GIF", "PNG", "WEBP", "FLI", "APNG"})
 
 # Pillow's process-wide settings are left alone (an application embedding genguard keeps
 # its own). Our pixel limit is checked from the header with a clear error; above twice
@@ -49,6 +58,8 @@ class LoadLimits:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_frames: int = DEFAULT_MAX_FRAMES
     max_bytes: int = DEFAULT_MAX_BYTES
+    #: Pixels decoded in all (frames x canvas), checked from the header before decoding.
+    max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS
     #: Decode only as many pixels as detectors need: frames are shrunk so that their
     #: longest side is at most this (JPEGs are decoded at reduced scale directly, which is
     #: 3x faster). ``None`` keeps full resolution (needed to censor and save).
@@ -179,6 +190,7 @@ def decode_bytes(data: bytes, limits: LoadLimits | None = None) -> LoadedImage:
             warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
             _check_pixels(img.size, limits)
+            _check_decode_budget(img, limits)
             frames, total, original_size = _decode_frames(img, limits)
     except ContentError:
         raise
@@ -222,6 +234,33 @@ def _check_pixels(size: tuple[int, int], limits: LoadLimits) -> None:
         )
 
 
+def frames_to_decode(img: Image.Image, max_frames: int) -> tuple[int, int]:
+    """(frames in the file, frames that sampling ``max_frames`` of them must decode).
+
+    Counting frames reads only the headers (milliseconds even for 1,000 frames).
+    """
+    total = int(getattr(img, "n_frames", 1) or 1)
+    if total <= 1:
+        return total, 1
+    indices = _frame_indices(total, max_frames)
+    if (img.format or "").upper() in SEQUENTIAL_FORMATS:
+        return total, indices[-1] + 1
+    return total, len(indices)
+
+
+def _check_decode_budget(img: Image.Image, limits: LoadLimits) -> None:
+    """Refuse, from the header, images whose frames would cost more than the budget."""
+    total, decoded = frames_to_decode(img, limits.max_frames)
+    width, height = img.size
+    cost = decoded * width * height
+    if cost > limits.max_decode_pixels:
+        raise ContentError(
+            f"{total} frames of {width}x{height}: decoding them costs {cost:,} pixels, above "
+            f"the decode budget of {limits.max_decode_pixels:,}",
+            code="too_many_pixels",
+        )
+
+
 def _decode_frames(
     img: Image.Image, limits: LoadLimits
 ) -> tuple[list[np.ndarray], int, tuple[int, int]]:
@@ -240,6 +279,7 @@ def _decode_frames(
         return [_shrink(_to_rgb(upright), side)], 1, full_size
     frames = []
     for index in _frame_indices(total, limits.max_frames):
+        checkpoint()  # a timed-out request stops here, not after every frame
         img.seek(index)
         img.load()
         frames.append(_shrink(_to_rgb(img), side))
@@ -259,6 +299,8 @@ def _frame_indices(total: int, max_frames: int) -> list[int]:
     """Evenly spaced frame indices, always including the first and the last."""
     if total <= max_frames:
         return list(range(total))
+    if max_frames <= 1:
+        return [0]
     return sorted({round(i * (total - 1) / (max_frames - 1)) for i in range(max_frames)})
 
 

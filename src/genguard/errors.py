@@ -65,3 +65,19 @@ class GeneratorError(GenguardError):
     """The generator backend failed or could not be reached (a 502 for the gateway's client)."""
 
     code = "generator_failed"
+
+
+class StoreUnavailable(GenguardError):
+    """The database cannot be used right now (a 503 for the gateway's client).
+
+    ``str()`` is one line that is safe to show anyone: it names a short ``reason`` code
+    (``read_only``, ``file_missing``...) but never a path, a host or SQL. The driver's own
+    message, which may hold all three, is kept in ``detail`` for the server's log.
+    """
+
+    code = "store_unavailable"
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"the database is unavailable ({reason}); retry shortly")
+        self.reason = reason
+        self.detail = detail

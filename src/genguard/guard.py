@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genguard.actions.publish import Published, WatermarkSettings, publish
+from genguard.cancel import checkpoint
 from genguard.content import ImageSource, LoadedImage, LoadLimits, load_image
 from genguard.decision import Action, Decision, Region
 from genguard.detectors.base import (
@@ -191,6 +192,7 @@ class Guard:
         """
         results: list[list[DetectorOutput]] = [[] for _ in frames]
         for start in range(0, len(frames), self.batch_size):
+            checkpoint()  # an abandoned request stops between batches
             pending = list(range(start, min(start + self.batch_size, len(frames))))
             for number, stage in enumerate(self.stages):
                 for outputs in self._run_stage(stage, [frames[i] for i in pending]):

@@ -48,7 +48,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "GENGUARD_ADMIN_TOKEN",
         "(none: review page disabled)",
-        "gateway review-page admin token (or review.admin_token in the config)",
+        "gateway review-page admin token, 32+ characters (or review.admin_token in the config)",
     ),
     Setting(
         "GENGUARD_CONTENT_KEY",

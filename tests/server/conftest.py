@@ -24,7 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from genguard.decision import Region
+from genguard.decision import Match, Region
 from genguard.errors import ContentError
 from genguard.guard import Guard
 from genguard.policy import load_policy, parse_policy
@@ -93,10 +93,15 @@ class FakePromptAnalyser:
                 code="prompt_too_long",
             )
         scores = {c: 0.0 for c in ("sexual", "violence", "minor", "self_harm", "hate")}
+        matches = []
         for marker, category in PROMPT_MARKERS.items():
-            if marker in text.lower():
+            start = text.lower().find(marker)
+            if start >= 0:
                 scores[category] = 0.9
-        return FakeSignals(scores)
+                end = start + len(marker)
+                quote = text[start:end]
+                matches.append(Match(category, marker, start, end, quote, 0.9, "lexicon"))
+        return FakeSignals(scores, matches)
 
 
 def detector_plan() -> dict[int, list[Region]]:

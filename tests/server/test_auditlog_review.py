@@ -219,3 +219,30 @@ def test_review_page_headers_and_login_throttle(harness_factory) -> None:
     # Even the right token waits once the address is throttled.
     throttled = harness.client.post("/review/login", data={"token": ADMIN, "reviewer": "a"})
     assert throttled.status_code == 429 and "retry-after" in throttled.headers
+
+
+@pytest.mark.parametrize("store_content", [False, True])
+def test_prompt_words_never_sit_in_the_database_in_plaintext(
+    harness_factory, tmp_path: Path, store_content: bool
+) -> None:
+    """Matches are stored as offsets and terms; the user's words only as encrypted content."""
+    store = {"store_content": True, "content_key": Fernet.generate_key().decode()}
+    harness = harness_factory(store=store if store_content else {})
+    prompt = "Quillfeather ZZviolence at the Wrenholt gate"
+    response = harness.client.post(
+        "/v1/moderate/prompt", headers=auth(harness.key()), json={"prompt": prompt}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["decision"]["matches"][0]["quote"] == "ZZviolence"  # the caller sees it
+    stored = harness.gateway.audit.get(body["audit_id"])
+    assert stored is not None
+    (match,) = stored.decision["matches"]
+    assert "quote" not in match
+    assert (match["start"], match["end"], match["category"]) == (13, 23, "violence")
+    harness.close()
+    raw = b"".join(p.read_bytes() for p in (tmp_path).rglob("*") if p.is_file())
+    for word in (b"Quillfeather", b"ZZviolence", b"Wrenholt"):
+        assert word not in raw, word
+    if store_content:
+        assert harness.gateway.audit.content(body["audit_id"])[1] == prompt.encode()

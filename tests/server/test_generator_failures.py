@@ -162,3 +162,24 @@ def test_a_job_that_timed_out_in_the_queue_never_starts(harness_factory) -> None
     harness.gateway.runner._executor.submit(lambda: None).result(timeout=10)
     assert statuses == [504, 504]
     assert [prompt for prompt, _seed, _settings in generator.calls] == ["first picture"]
+
+
+def test_generator_errors_never_show_credentials_or_the_backend_body(
+    harness_factory, caplog: pytest.LogCaptureFixture, a1111: Peer
+) -> None:
+    """The caller learns which backend failed and how; the secrets stay in the log."""
+    caplog.set_level(logging.WARNING, logger="genguard.generators")
+    leaked = "Traceback: /srv/models/secret-model.safetensors token=sk-internal-42"
+    a1111.routes[("POST", "/sdapi/v1/txt2img")] = lambda *_: json_reply({"detail": leaked}, 500)
+    url = a1111.url.replace("http://", "http://operator:hunter2@")
+    harness: Harness = harness_factory(
+        generator={"backend": "a1111", "model": "", "options": {"url": url}}
+    )
+    response = harness.client.post("/v1/generate", headers=auth(harness.key()), json=BODY)
+    assert response.status_code == 502, response.text
+    message = response.json()["error"]["message"]
+    assert "answered 500" in message
+    for secret in ("hunter2", "operator", "secret-model", "sk-internal"):
+        assert secret not in response.text, secret
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "sk-internal-42" in logged and "hunter2" not in logged

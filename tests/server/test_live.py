@@ -68,7 +68,7 @@ def _raw_post_headers(port: int, path: str, key: str, length: int) -> str:
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[tuple[LiveServer, Any]]:
     app = create_app(
-        make_config(tmp_path, generator={"backend": "fake"}, review={"admin_token": "t" * 24}),
+        make_config(tmp_path, generator={"backend": "fake"}, review={"admin_token": "t" * 32}),
         guards=fake_guards(),
     )
     server = LiveServer(app)

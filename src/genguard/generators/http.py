@@ -22,6 +22,8 @@ import binascii
 import copy
 import io
 import json
+import logging
+import re
 import time
 import uuid
 from pathlib import Path
@@ -33,6 +35,8 @@ from PIL import Image, UnidentifiedImageError
 from genguard.errors import ConfigError, GeneratorError
 from genguard.generators.base import GenerationSettings, ImageGenerator, register_generator
 
+log = logging.getLogger("genguard.generators")
+
 DEFAULT_TIMEOUT_S = 300.0
 
 
@@ -41,6 +45,19 @@ def _base_url(options: dict[str, Any], default: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"generator url must start with http:// or https://, got {url!r}")
     return url
+
+
+_USERINFO = re.compile(r"://[^/@\s]+@")
+
+
+def redact(url: str | httpx.URL) -> str:
+    """The URL without credentials, query or fragment: safe to show to API callers.
+
+    Errors travel to whoever sent the request, so they name the backend by scheme, host,
+    port and path only; what the backend said goes to the gateway's log.
+    """
+    parsed = httpx.URL(str(url))
+    return str(parsed.copy_with(username=None, password=None, query=None, fragment=None))
 
 
 def _client(options: dict[str, Any]) -> httpx.Client:
@@ -58,7 +75,8 @@ def _decode_png(data: bytes, origin: str) -> Image.Image:
         image = Image.open(io.BytesIO(data))
         image.load()
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise GeneratorError(f"{origin} returned something that is not an image: {exc}") from exc
+        log.warning("generator %s sent a non-image: %s", redact(origin), exc)
+        raise GeneratorError(f"{redact(origin)} returned something that is not an image") from exc
     return image.convert("RGB")
 
 
@@ -67,11 +85,17 @@ def _request(client: httpx.Client, method: str, url: str, **kwargs: Any) -> http
     try:
         response = client.request(method, url, **kwargs)
     except httpx.HTTPError as exc:
-        raise GeneratorError(f"cannot reach generator at {url}: {exc}") from exc
+        log.warning("cannot reach generator at %s: %s", redact(url), exc)
+        reason = _USERINFO.sub("://", str(exc))[:200] or type(exc).__name__
+        raise GeneratorError(f"cannot reach generator at {redact(url)}: {reason}") from exc
     if response.status_code >= 400:
-        raise GeneratorError(
-            f"generator answered {response.status_code} for {url}: {response.text[:300]}"
+        log.warning(
+            "generator answered %s for %s: %s",
+            response.status_code,
+            redact(url),
+            response.text[:300],
         )
+        raise GeneratorError(f"generator answered {response.status_code} for {redact(url)}")
     return response
 
 
@@ -79,7 +103,7 @@ def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError as exc:
-        raise GeneratorError(f"generator sent invalid JSON from {response.url}") from exc
+        raise GeneratorError(f"generator sent invalid JSON from {redact(response.url)}") from exc
 
 
 class A1111Generator:
@@ -117,12 +141,12 @@ class A1111Generator:
         data = _json(_request(self._client, "POST", url, json=self.payload(prompt, seed, settings)))
         images = data.get("images") if isinstance(data, dict) else None
         if not images or not isinstance(images[0], str):
-            raise GeneratorError(f"{url} returned no images")
+            raise GeneratorError(f"{redact(url)} returned no images")
         encoded = images[0].split(",", 1)[-1]  # tolerate a data: URL prefix
         try:
             raw = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise GeneratorError(f"{url} returned an image that is not base64") from exc
+            raise GeneratorError(f"{redact(url)} returned an image that is not base64") from exc
         return _decode_png(raw, url)
 
     def close(self) -> None:
@@ -220,7 +244,8 @@ class ComfyUIGenerator:
         queued = _json(_request(self._client, "POST", f"{self.url}/prompt", json=body))
         prompt_id = queued.get("prompt_id") if isinstance(queued, dict) else None
         if not prompt_id:
-            raise GeneratorError(f"ComfyUI did not queue the workflow: {str(queued)[:300]}")
+            log.warning("ComfyUI did not queue the workflow: %s", str(queued)[:300])
+            raise GeneratorError("ComfyUI did not queue the workflow (see the gateway log)")
         entry = self._wait(str(prompt_id))
         ref = self._first_image(entry, str(prompt_id))
         params = {
@@ -241,7 +266,8 @@ class ComfyUIGenerator:
             if isinstance(entry, dict):
                 status = entry.get("status") or {}
                 if status.get("status_str") == "error":
-                    raise GeneratorError(f"ComfyUI failed prompt {prompt_id}: {status}")
+                    log.warning("ComfyUI failed prompt %s: %s", prompt_id, status)
+                    raise GeneratorError(f"ComfyUI failed prompt {prompt_id} (see the gateway log)")
                 if entry.get("outputs") or status.get("completed"):
                     return entry
             if time.monotonic() > deadline:

@@ -5,7 +5,7 @@ Routes::
     POST /v1/moderate/image    multipart field ``image`` (or the raw image as the body)
     POST /v1/moderate/prompt   {"prompt": "...", "negative_prompt": "..."}
     POST /v1/generate          {"prompt": "...", "n": 2, "seed": 7, ...}
-    GET  /healthz  /metrics  /review  /docs  /openapi.json
+    GET  /healthz  /readyz  /metrics  /review  /docs  /openapi.json
 
 Requests carry ``Authorization: Bearer <key>``; the key decides the policy and the rate
 limit. A moderation *verdict* (allow, censor, review, block) is always a 200 with the
@@ -15,6 +15,7 @@ Decision: only requests that cannot be processed are errors, with the JSON body
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -35,7 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genguard import __version__
-from genguard.errors import ConfigError, GenguardError
+from genguard.errors import ConfigError, GenguardError, StoreUnavailable
 from genguard.generators import ImageGenerator
 from genguard.guard import Guard
 from genguard.server import models as _models  # noqa: F401  (declares the tables)
@@ -53,11 +54,16 @@ from genguard.server.services import (
     JobRunner,
     watermark_settings,
 )
+from genguard.server.sessions import SessionStore
 from genguard.store import Store, open_store
 
 log = logging.getLogger("genguard.server")
 B = TypeVar("B", bound=BaseModel)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+#: Seconds a client waits before retrying what the database refused (Retry-After).
+STORE_RETRY_AFTER_S = 5
+#: Longest /readyz waits for the database: a hung database is "not ready", not a hung probe.
+READY_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -73,6 +79,8 @@ class Gateway:
     runner: JobRunner
     pipeline: Pipeline
     metrics: GatewayMetrics
+    #: Review-page login sessions (in memory: see :mod:`genguard.server.sessions`).
+    sessions: SessionStore
     owns_store: bool = True
 
     def close(self) -> None:
@@ -92,6 +100,7 @@ def build_gateway(
     generator: ImageGenerator | None = None,
 ) -> Gateway:
     """Wire the services from ``config``; arguments replace parts (tests, embedding)."""
+    config.check_admin_token()  # before anything is opened: nothing to clean up
     metrics = GatewayMetrics()
     owns_store = store is None
     store = store or open_store(config.store.database())
@@ -130,6 +139,7 @@ def build_gateway(
         runner=JobRunner(server.workers, server.max_queue, server.request_timeout_s, metrics),
         pipeline=pipeline,
         metrics=metrics,
+        sessions=SessionStore(config.review.session_ttl_s, config.review.max_sessions),
         owns_store=owns_store,
     )
 
@@ -252,6 +262,18 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GenguardError)
     async def _genguard_error(_request: Request, exc: GenguardError) -> JSONResponse:
         return _json_error(status_for(exc), exc.code, str(exc))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        # A 503 the client can retry, never a 500 or a 200 without its audit row; the
+        # driver's detail (paths, SQL) goes to the log only.
+        request_id = getattr(request.state, "request_id", "?")
+        log.warning(
+            "store unavailable",
+            extra={"request_id": request_id, "reason": exc.reason, "detail": exc.detail},
+        )
+        gateway_of(request).metrics.store_errors.labels(exc.reason).inc()
+        return _json_error(503, exc.code, str(exc), {"Retry-After": str(STORE_RETRY_AFTER_S)})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -456,13 +478,57 @@ def create_app(
     return app
 
 
+_READYZ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": 'the database is unavailable: {"status": "unavailable", "reason": ...}',
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+async def probe_store(store: Store) -> str | None:
+    """None when the store is ready, else a short reason code; at most READY_TIMEOUT_S.
+
+    ``asyncio.to_thread`` (not Starlette's threadpool, which waits for the thread when
+    cancelled) lets the timeout answer while a hung probe finishes in the background.
+    """
+    try:
+        await asyncio.wait_for(asyncio.to_thread(store.ping), READY_TIMEOUT_S)
+    except StoreUnavailable as exc:
+        return exc.reason
+    except TimeoutError:
+        return "timeout"
+    return None
+
+
 def _add_routes(app: FastAPI, gateway: Gateway) -> None:
     run: Callable[..., Awaitable[Any]] = gateway.runner.run
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, Any]:
-        """Liveness: the process serves requests (no model or database round trip)."""
-        return {"status": "ok", "version": __version__, "policies": gateway.guards.names()}
+        """Liveness: the process serves requests (no model or database round trip).
+
+        ``store`` tells what the last database operation and a ``stat`` of the SQLite file
+        say; the status stays 200, since restarting the process would not fix a database.
+        """
+        return {
+            "status": "ok",
+            "version": __version__,
+            "policies": gateway.guards.names(),
+            "store": "ok" if gateway.store.problem() is None else "unavailable",
+        }
+
+    @app.get("/readyz", tags=["operations"], responses=_READYZ_RESPONSES)
+    async def readyz() -> JSONResponse:
+        """Readiness, for a load balancer: 503 while the database cannot record decisions."""
+        reason = await probe_store(gateway.store)
+        if reason is None:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse(
+            {"status": "unavailable", "reason": reason},
+            status_code=503,
+            headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+        )
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics() -> Response:
@@ -483,8 +549,9 @@ def _add_routes(app: FastAPI, gateway: Gateway) -> None:
         """
         data = await read_image(request)
         guard = gateway.guards.get(key.policy)
+        caller = _caller(request, key)
         return await run(
-            gateway.pipeline.moderate_image, guard, data, _caller(request, key), publish
+            gateway.pipeline.moderate_image, guard, data, caller, publish, job_id=caller.request_id
         )
 
     @app.post(
@@ -497,8 +564,9 @@ def _add_routes(app: FastAPI, gateway: Gateway) -> None:
         """Check a prompt (and, apart, its negative prompt) under the key's policy."""
         body = await read_json(request, PromptRequest)
         guard = gateway.guards.get(key.policy)
+        caller = _caller(request, key)
         decision, audit_id = await run(
-            gateway.pipeline.moderate_prompt, guard, body, _caller(request, key)
+            gateway.pipeline.moderate_prompt, guard, body, caller, job_id=caller.request_id
         )
         return {
             "request_id": request.state.request_id,
@@ -520,4 +588,5 @@ def _add_routes(app: FastAPI, gateway: Gateway) -> None:
         """
         body = await read_json(request, GenerateRequest)
         guard = gateway.guards.get(key.policy)
-        return await run(gateway.pipeline.generate, guard, body, _caller(request, key))
+        caller = _caller(request, key)
+        return await run(gateway.pipeline.generate, guard, body, caller, job_id=caller.request_id)

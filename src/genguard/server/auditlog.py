@@ -138,6 +138,22 @@ def _to_record(row: AuditRow, has_content: bool) -> AuditRecord:
     )
 
 
+def minimised(decision: dict[str, Any]) -> dict[str, Any]:
+    """The decision as stored: no words of the user's text, only where and what matched.
+
+    ``matches[].quote`` repeats the prompt's own words; the audit row keeps offsets,
+    category, source and the lexicon term, so the text itself exists only in the encrypted
+    content (when ``store_content`` is on) and nowhere in plaintext. Timings are dropped
+    as noise.
+    """
+    data = dict(decision)
+    data.pop("timings_ms", None)
+    data["matches"] = [
+        {k: v for k, v in match.items() if k != "quote"} for match in data.get("matches", [])
+    ]
+    return data
+
+
 class AuditLog:
     """Writes decisions and serves the review queue."""
 
@@ -172,8 +188,7 @@ class AuditLog:
     @staticmethod
     def _row(entry: AuditEntry) -> AuditRow:
         decision = entry.decision
-        data = decision.to_dict()
-        data.pop("timings_ms", None)
+        data = minimised(decision.to_dict())
         return AuditRow(
             request_id=entry.request_id,
             key_name=entry.key_name,

@@ -58,6 +58,9 @@ def serve(
         access_log=False,  # the gateway logs each request itself, as JSON
         timeout_graceful_shutdown=int(settings.server.graceful_timeout_s) or None,
         server_header=False,
+        # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and replace the
+        # socket peer; the gateway decides that itself (server.trusted_proxies).
+        proxy_headers=False,
     )
 
 

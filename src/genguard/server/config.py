@@ -37,6 +37,7 @@ Example ``genguard.toml``::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -46,9 +47,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from genguard import settings
 from genguard.errors import ConfigError
+from genguard.guard import DEFAULT_BACKENDS
 from genguard.policy import BUILTIN_PROFILES
 
 ADMIN_TOKEN_ENV = "GENGUARD_ADMIN_TOKEN"
+#: Shortest admin token accepted: 32 characters of ``secrets.token_urlsafe`` are 192 bits.
+ADMIN_TOKEN_MIN_CHARS = 32
 CONTENT_KEY_ENV = "GENGUARD_CONTENT_KEY"
 DEFAULT_CONFIG_PATH = Path("genguard.toml")
 
@@ -76,6 +80,18 @@ class ServerSection(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: Load the default policy's Guard and models at start-up, not on the first request.
     preload: bool = True
+    #: Reverse proxies (IPs or CIDRs) whose ``X-Forwarded-For`` is believed; from any
+    #: other peer the header is ignored, so clients cannot pick the address they are
+    #: rate-limited under.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        try:
+            return [str(ipaddress.ip_network(item.strip(), strict=False)) for item in value]
+        except ValueError as exc:
+            raise ValueError(f"not an IP address or CIDR network: {exc}") from None
 
 
 class StoreSection(_Section):
@@ -109,7 +125,7 @@ class PoliciesSection(_Section):
 
 
 class DetectorsSection(_Section):
-    backends: list[str] = Field(default_factory=lambda: ["nudenet", "opennsfw"])
+    backends: list[str] = Field(default_factory=lambda: list(DEFAULT_BACKENDS))
     #: onnxruntime threads per model; default shares the cores out between models.
     threads: int | None = Field(default=None, ge=1)
 
@@ -148,8 +164,16 @@ class WatermarkSection(_Section):
 
 class ReviewSection(_Section):
     #: Token that opens the review page; empty disables it (prefer GENGUARD_ADMIN_TOKEN).
+    #: At least :data:`ADMIN_TOKEN_MIN_CHARS` characters, checked when the app starts.
     admin_token: str = ""
     page_size: int = Field(default=50, ge=1, le=500)
+    #: Lifetime of a login session (and of its cookie); 8 hours: one working day.
+    session_ttl_s: float = Field(default=8 * 3600.0, gt=0)
+    #: Live sessions kept in memory; beyond this the oldest is logged out.
+    max_sessions: int = Field(default=1000, ge=1)
+    #: Always mark the session cookie ``Secure`` (behind a TLS-terminating proxy the
+    #: gateway sees plain HTTP); it is marked anyway when the request came over HTTPS.
+    secure_cookie: bool = False
 
 
 class GatewayConfig(_Section):
@@ -176,6 +200,16 @@ class GatewayConfig(_Section):
     def admin_token(self) -> str:
         """The review token: the config's, else the environment's ('' = review disabled)."""
         return self.review.admin_token or settings.admin_token()
+
+    def check_admin_token(self) -> None:
+        """Refuse a guessable admin token (it opens the review queue and its verdicts)."""
+        token = self.admin_token()
+        if token and len(token) < ADMIN_TOKEN_MIN_CHARS:
+            raise ConfigError(
+                f"the review admin token (review.admin_token or {ADMIN_TOKEN_ENV}) is "
+                f"{len(token)} characters, under the minimum of {ADMIN_TOKEN_MIN_CHARS}: make "
+                'one with python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
 
     def content_key(self) -> str:
         return self.store.content_key or settings.content_key()

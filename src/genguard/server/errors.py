@@ -18,6 +18,7 @@ from genguard.errors import (
     MissingExtraError,
     ModelUnavailableError,
     PolicyError,
+    StoreUnavailable,
 )
 
 #: ContentError codes that are about size (413) or type (415); other content errors: 422.
@@ -52,6 +53,8 @@ def status_for(exc: GenguardError) -> int:
         return 422
     if isinstance(exc, GeneratorError):
         return 502
+    if isinstance(exc, StoreUnavailable):
+        return 503
     if isinstance(exc, ModelUnavailableError | MissingExtraError | ConfigError | PolicyError):
         return 503
     if getattr(exc, "code", "") == "review_conflict":

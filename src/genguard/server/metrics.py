@@ -26,7 +26,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 
 class GatewayMetrics:
-    """Request counts, latencies, decisions by action, rate-limit refusals, queue depth."""
+    """Request counts, latencies, decisions, refusals (rate limit, database), queue depth."""
 
     content_type = CONTENT_TYPE_LATEST
 
@@ -54,6 +54,12 @@ class GatewayMetrics:
         self.rate_limited = Counter(
             "genguard_rate_limited_total",
             "Requests refused by the rate limiter.",
+            registry=self.registry,
+        )
+        self.store_errors = Counter(
+            "genguard_store_errors_total",
+            "Requests answered 503 store_unavailable, by reason (read_only, file_missing...).",
+            ("reason",),
             registry=self.registry,
         )
         self.in_flight = Gauge(

@@ -97,6 +97,7 @@ class Pipeline:
             content=data if self.audit.stores_content else None,
             media_type=_media_type(loaded.source_format),
         )
+        commit_results(caller.request_id)  # past the timeout: no row for an unseen answer
         (audit_id,) = self._record([entry])
         result: dict[str, Any] = {
             "request_id": caller.request_id,
@@ -125,6 +126,8 @@ class Pipeline:
             content=text if self.audit.stores_content else None,
             media_type="text/plain; charset=utf-8",
         )
+        if route != "generate":  # generate commits once, with its images
+            commit_results(caller.request_id)
         (audit_id,) = self._record([entry])
         return decision, audit_id
 

@@ -164,6 +164,19 @@ class RedisRateLimiter:
         self.client.close()
 
 
+def peek(limiter: RateLimiter, bucket: str, rate: Rate) -> LimitResult:
+    """Whether ``bucket`` still holds a token, without spending one (a zero-cost hit).
+
+    For limits that only failures spend (wrong passwords): every attempt asks first,
+    only failed ones call :meth:`RateLimiter.hit`.
+    """
+    result = limiter.hit(bucket, rate, cost=0)
+    if rate.unlimited or result.remaining >= 1:
+        return result
+    tokens = rate.count - result.reset_s * rate.per_second
+    return _result(False, tokens, rate)
+
+
 def create_limiter(redis_url: str = "") -> RateLimiter:
     """Redis-backed when a URL is given, else in-process."""
     if redis_url:

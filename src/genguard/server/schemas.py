@@ -86,7 +86,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     422: "invalid fields, values outside this gateway's bounds, or unusable content",
     429: "the key's rate limit is reached (see Retry-After)",
     502: "the generator backend failed or could not be reached",
-    503: "the gateway is at capacity, or a model or policy is unavailable",
+    503: "the gateway is at capacity, or a model, policy or the database is unavailable",
     504: "the work took longer than server.request_timeout_s",
 }
 

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from genguard.actions.publish import WatermarkSettings
+from genguard.cancel import Cancelled, cancellable
 from genguard.detectors.base import ImageDetector, create_detector
 from genguard.errors import ConfigError, GeneratorError, GenguardError
 from genguard.generators import GenerationSettings, ImageGenerator, create_generator
@@ -138,9 +139,10 @@ class _Job:
     still write audit rows for images nobody received.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, job_id: str = "") -> None:
         self._lock = threading.Lock()
         self._state = "running"
+        self.job_id = job_id
 
     def commit(self) -> bool:
         """Claim the right to write results; False if the request was abandoned."""
@@ -163,9 +165,19 @@ class _Job:
             raise JobAbandoned
         token = _current_job.set(self)
         try:
-            return fn(*args)
+            with cancellable(self.abandoned):
+                return fn(*args)
+        except Cancelled:
+            log.info(
+                "work stopped after its 504; results discarded", extra={"request_id": self.job_id}
+            )
+            raise JobAbandoned from None
         finally:
             _current_job.reset(token)
+
+    def abandoned(self) -> bool:
+        """True once the request answered 504: decoding and detection stop at a checkpoint."""
+        return self._state == "abandoned"
 
 
 _current_job: contextvars.ContextVar[_Job | None] = contextvars.ContextVar(
@@ -202,15 +214,18 @@ class JobRunner:
         self.metrics = metrics
         self._pending = 0
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` off the event loop; 503 when full, 504 past the timeout."""
+    async def run(self, fn: Callable[..., T], *args: Any, job_id: str = "") -> T:
+        """Run ``fn(*args)`` off the event loop; 503 when full, 504 past the timeout.
+
+        ``job_id`` (the request id) names the work in the log when it is abandoned.
+        """
         if self._pending >= self.capacity:
             raise ApiError(
                 503, "busy", "the gateway is at capacity; retry shortly", {"Retry-After": "1"}
             )
         self._pending += 1
         self.metrics.in_flight.inc()
-        job = _Job()
+        job = _Job(job_id)
         try:
             future = asyncio.wrap_future(self._executor.submit(job.execute, fn, *args))
             future.add_done_callback(_retrieve)
@@ -258,7 +273,10 @@ class GeneratorService:
                 raise
             except Exception as exc:  # a backend's own failure: report it, keep serving
                 log.exception("generator failed")
-                raise GeneratorError(f"generator {self.section.backend} failed: {exc}") from exc
+                raise GeneratorError(
+                    f"generator {self.section.backend} failed ({type(exc).__name__}); "
+                    "the gateway log has the details"
+                ) from exc
 
     def close(self) -> None:
         if self._generator is not None:

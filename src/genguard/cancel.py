@@ -1,0 +1,45 @@
+"""Cooperative cancellation: long work stops between steps once nobody waits for it.
+
+Python cannot kill a thread, so a gateway request that timed out (its client already got
+a 504) would otherwise keep decoding frames or running models for minutes, holding a
+worker while new requests queue behind it. The caller marks a scope with
+:func:`cancellable`; decoding and detection call :func:`checkpoint` between frames and
+batches, which raises :class:`Cancelled` once the scope's test says the work is abandoned.
+Outside a scope (the CLI, the library) :func:`checkpoint` costs one context lookup.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from genguard.errors import GenguardError
+
+
+class Cancelled(GenguardError):
+    """The work was abandoned by its caller (a timed-out request); nothing was written."""
+
+    code = "cancelled"
+
+
+_is_cancelled: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
+    "genguard_is_cancelled", default=None
+)
+
+
+@contextmanager
+def cancellable(is_cancelled: Callable[[], bool]) -> Iterator[None]:
+    """Within this block, :func:`checkpoint` raises once ``is_cancelled()`` is true."""
+    token = _is_cancelled.set(is_cancelled)
+    try:
+        yield
+    finally:
+        _is_cancelled.reset(token)
+
+
+def checkpoint() -> None:
+    """Raise :class:`Cancelled` if the surrounding work has been abandoned."""
+    test = _is_cancelled.get()
+    if test is not None and test():
+        raise Cancelled("work abandoned by its caller (request timed out)")

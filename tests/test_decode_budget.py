@@ -1,0 +1,93 @@
+"""Decode budgets and cooperative cancellation: small files never buy minutes of work."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genguard.cancel import Cancelled, cancellable, checkpoint
+from genguard.content import LoadLimits, decode_bytes, load_image
+from genguard.errors import ContentError
+from genguard.guard import Guard
+from genguard.policy import load_policy
+from tests.conftest import FakeDetector
+from tests.hostile import gif_bomb
+
+
+def animated(fmt: str, frames: int, size: tuple[int, int] = (64, 48)) -> bytes:
+    pictures = [Image.new("RGB", size, (i * 5 % 256, 80, 120)) for i in range(frames)]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format=fmt, save_all=True, append_images=pictures[1:])
+    return buffer.getvalue()
+
+
+def test_the_bomb_is_a_real_gif_that_pillow_reads() -> None:
+    """The fixture is what it claims: a valid GIF of many frames on a large canvas."""
+    image = Image.open(io.BytesIO(gif_bomb(640, 480, 12)))
+    assert (image.format, image.size, image.n_frames) == ("GIF", (640, 480), 12)
+    assert len(gif_bomb(8000, 8000, 1000)) < 24_000
+
+
+def test_a_23_kb_gif_asking_for_64_gigapixels_is_refused_from_the_header() -> None:
+    with pytest.raises(ContentError) as caught:
+        decode_bytes(gif_bomb(8000, 8000, 1000))
+    assert caught.value.code == "too_many_pixels"
+    assert "1000 frames of 8000x8000" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_sequential_formats_count_every_frame_before_the_last_sampled() -> None:
+    data = animated("GIF", 40)
+    canvas = 64 * 48
+    # 16 sampled frames, but the last sampled one is frame 39: 40 canvases decoded.
+    with pytest.raises(ContentError, match="decode budget"):
+        decode_bytes(data, LoadLimits(max_decode_pixels=39 * canvas))
+    loaded = decode_bytes(data, LoadLimits(max_decode_pixels=40 * canvas))
+    assert len(loaded.frames) == 16 and loaded.n_frames_total == 40
+
+
+def test_random_access_pages_count_only_the_sampled_ones() -> None:
+    data = animated("TIFF", 40)
+    canvas = 64 * 48
+    loaded = decode_bytes(data, LoadLimits(max_decode_pixels=16 * canvas))
+    assert len(loaded.frames) == 16
+    with pytest.raises(ContentError, match="decode budget"):
+        decode_bytes(data, LoadLimits(max_decode_pixels=15 * canvas))
+
+
+def test_ordinary_images_are_untouched_by_the_budget() -> None:
+    still = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (10, 20, 30)).save(still, format="PNG")
+    assert decode_bytes(still.getvalue()).width == 4000
+    assert len(decode_bytes(animated("GIF", 200, (512, 512))).frames) == 16
+
+
+def test_checkpoint_raises_only_inside_an_abandoned_scope() -> None:
+    checkpoint()  # outside any scope: nothing to cancel
+    abandoned = threading.Event()
+    with cancellable(abandoned.is_set):
+        checkpoint()
+        abandoned.set()
+        with pytest.raises(Cancelled):
+            checkpoint()
+    checkpoint()  # the scope is gone again
+
+
+def test_decoding_stops_between_frames_once_abandoned() -> None:
+    with cancellable(lambda: True), pytest.raises(Cancelled):
+        decode_bytes(animated("GIF", 8))
+    assert len(decode_bytes(animated("GIF", 8)).frames) == 8
+
+
+def test_detection_stops_between_batches_once_abandoned() -> None:
+    detector = FakeDetector()
+    guard = Guard(load_policy("standard"), [detector], batch_size=2)
+    frames = [load_image(np.full((8, 8, 3), 100, np.uint8)) for _ in range(6)]
+    calls = iter([False, False, True])
+    with cancellable(lambda: next(calls, True)), pytest.raises(Cancelled):
+        guard.check_loaded(frames)
+    assert detector.calls == [2, 2]  # the third batch never ran
