@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pdqhash
 
 from genguard.errors import ContentError, GenguardError
+from genguard.provenance.pdq import pdq_bits
 
 faiss: Any
 try:  # faiss is optional: the numpy scan gives the same answers, only slower.
@@ -107,8 +107,10 @@ def pdq_hash(rgb: np.ndarray) -> tuple[str, int]:
         )
     if rgb.dtype != np.uint8:
         raise ContentError(f"expected uint8 pixels, got {rgb.dtype}", code="wrong_type")
-    bits, quality = pdqhash.compute(np.ascontiguousarray(rgb))
-    return np.packbits(bits.astype(np.uint8)).tobytes().hex(), int(quality)
+    if min(rgb.shape[:2]) < 1:
+        raise ContentError(f"cannot hash an empty image {rgb.shape}", code="wrong_type")
+    bits, quality = pdq_bits(rgb)
+    return np.packbits(bits.astype(np.uint8)).tobytes().hex(), quality
 
 
 def parse_hash(text: str) -> bytes:
