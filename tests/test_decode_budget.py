@@ -91,3 +91,63 @@ def test_detection_stops_between_batches_once_abandoned() -> None:
     with cancellable(lambda: next(calls, True)), pytest.raises(Cancelled):
         guard.check_loaded(frames)
     assert detector.calls == [2, 2]  # the third batch never ran
+
+
+def test_decode_memory_lets_canvases_in_only_while_they_fit() -> None:
+    from genguard.content import DecodeMemory
+
+    memory = DecodeMemory(1000)
+    order: list[str] = []
+    first_in = threading.Event()
+    release_first = threading.Event()
+
+    def first() -> None:
+        with memory.hold(800):
+            order.append("first in")
+            first_in.set()
+            release_first.wait(5)
+            order.append("first out")
+
+    def second() -> None:
+        first_in.wait(5)
+        with memory.hold(800):
+            order.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    first_in.wait(5)
+    threading.Event().wait(0.2)  # the second decode is waiting for room
+    assert order == ["first in"] and memory.in_use == 800
+    release_first.set()
+    for thread in threads:
+        thread.join(5)
+    assert order == ["first in", "first out", "second in"] and memory.in_use == 0
+    with memory.hold(5000):  # larger than the whole bound: decodes alone, never deadlocks
+        assert memory.in_use == 1000
+
+
+def test_waiting_for_decode_memory_honours_cancellation() -> None:
+    from genguard.content import DecodeMemory
+
+    memory = DecodeMemory(100)
+    with memory.hold(100), cancellable(lambda: True), pytest.raises(Cancelled):
+        memory.hold(50).__enter__()  # waits for room that never comes, until cancelled
+    assert memory.in_use == 0
+
+
+def test_decoding_holds_its_canvas_in_the_process_bound(monkeypatch) -> None:
+    from genguard import content
+
+    memory = content.DecodeMemory(10**6)
+    monkeypatch.setattr(content, "_decode_memory", memory)
+    seen: list[int] = []
+    original = content._decode_frames
+
+    def spy(img, limits):
+        seen.append(memory.in_use)
+        return original(img, limits)
+
+    monkeypatch.setattr(content, "_decode_frames", spy)
+    decode_bytes(animated("GIF", 3, (64, 48)))
+    assert seen == [64 * 48] and memory.in_use == 0

@@ -15,7 +15,10 @@ import io
 import os
 import re
 import stat
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -190,8 +193,9 @@ def decode_bytes(data: bytes, limits: LoadLimits | None = None) -> LoadedImage:
             warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
             _check_pixels(img.size, limits)
-            _check_decode_budget(img, limits)
-            frames, total, original_size = _decode_frames(img, limits)
+            canvas = _check_decode_budget(img, limits)
+            with decode_memory().hold(canvas):
+                frames, total, original_size = _decode_frames(img, limits)
     except ContentError:
         raise
     except Image.DecompressionBombError as exc:
@@ -248,8 +252,11 @@ def frames_to_decode(img: Image.Image, max_frames: int) -> tuple[int, int]:
     return total, len(indices)
 
 
-def _check_decode_budget(img: Image.Image, limits: LoadLimits) -> None:
-    """Refuse, from the header, images whose frames would cost more than the budget."""
+def _check_decode_budget(img: Image.Image, limits: LoadLimits) -> int:
+    """Refuse, from the header, images whose frames would cost more than the budget.
+
+    Returns the canvas size in pixels: what one decode holds in memory at a time.
+    """
     total, decoded = frames_to_decode(img, limits.max_frames)
     width, height = img.size
     cost = decoded * width * height
@@ -259,6 +266,61 @@ def _check_decode_budget(img: Image.Image, limits: LoadLimits) -> None:
             f"the decode budget of {limits.max_decode_pixels:,}",
             code="too_many_pixels",
         )
+    return width * height
+
+
+class DecodeMemory:
+    """A process-wide bound on canvas pixels being decoded at once (memory, not CPU).
+
+    Why: one 64 MP PNG needs ~1 GB while it decodes (Pillow's buffer, the RGB array and
+    the converted copies); eight workers decoding such images at once would need 8 GB.
+    Decodes wait here until their canvas fits under ``pixels``; one image larger than
+    the whole bound waits until it decodes alone. Waiting honours cancellation, so a
+    request that timed out leaves the line. ``pixels = 0`` means no bound (the default
+    for the library and the CLI; the gateway sets one from ``server.decode_pixels``).
+    """
+
+    def __init__(self, pixels: int = 0) -> None:
+        self.pixels = max(0, pixels)
+        self._in_use = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        if not self.pixels:
+            yield
+            return
+        need = min(pixels, self.pixels)
+        with self._cond:
+            while self._in_use and self._in_use + need > self.pixels:
+                self._cond.wait(timeout=0.05)
+                checkpoint()
+            self._in_use += need
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._in_use -= need
+                self._cond.notify_all()
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+
+_decode_memory = DecodeMemory()
+
+
+def decode_memory() -> DecodeMemory:
+    """The process-wide :class:`DecodeMemory` (unbounded until configured)."""
+    return _decode_memory
+
+
+def bound_decode_memory(pixels: int) -> DecodeMemory:
+    """Bound the canvas pixels decoded at once in this process (0: no bound)."""
+    global _decode_memory
+    _decode_memory = DecodeMemory(pixels)
+    return _decode_memory
 
 
 def _decode_frames(
