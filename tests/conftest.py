@@ -98,6 +98,7 @@ def nudity_region(box=(20, 30, 60, 50), score: float = 0.9) -> Region:
 SLOW_MODULES = (
     "tests/engines/test_ray.py",
     "tests/server/test_live.py",
+    "tests/server/test_connection_limits.py",
     "tests/server/test_openapi_fuzz.py",
     "tests/server/test_review_browser.py",
     "tests/server/test_generator_backends.py",

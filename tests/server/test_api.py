@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 
 import numpy as np
@@ -234,11 +235,36 @@ def test_healthz_openapi_and_metrics(harness: Harness) -> None:
     assert 'route="unmatched"' in harness.client.get("/metrics").text
 
 
-def test_request_id_is_echoed_or_made(harness: Harness) -> None:
-    mine = harness.client.get("/healthz", headers={"X-Request-ID": "abc12345-trace"})
-    assert mine.headers["x-request-id"] == "abc12345-trace"
+def test_request_id_is_always_the_gateways_own(harness: Harness, caplog) -> None:
+    """The client's id is a correlation field only: two tenants sending the same one get
+    distinct gateway ids (in headers, audit rows and logs), so neither can forge the other's."""
+    keys = harness.key("tenant-a"), harness.key("tenant-b")
+    caplog.set_level(logging.INFO, logger="genguard.server")
+    ids = []
+    for key in keys:
+        response = harness.client.post(
+            "/v1/moderate/prompt",
+            headers={**auth(key), "X-Request-ID": "abc12345-trace"},
+            json={"prompt": "a lighthouse"},
+        )
+        assert response.headers["x-client-request-id"] == "abc12345-trace"
+        request_id = response.headers["x-request-id"]
+        assert len(request_id) == 32 and request_id == response.json()["request_id"]
+        assert [r.key_name for r in harness.gateway.audit.recent(request_id=request_id)] == [
+            ("tenant-a", "tenant-b")[len(ids)]
+        ]
+        ids.append(request_id)
+    assert ids[0] != ids[1]
+    assert harness.gateway.audit.recent(request_id="abc12345-trace") == []
+    logged = [r.__dict__ for r in caplog.records if r.getMessage() == "request"]
+    assert [(r["request_id"], r["client_request_id"]) for r in logged] == [
+        (ids[0], "abc12345-trace"),
+        (ids[1], "abc12345-trace"),
+    ]
+    # An unsafe value is neither echoed nor logged; the gateway's id is there regardless.
     made = harness.client.get("/healthz", headers={"X-Request-ID": "bad id\n"})
     assert len(made.headers["x-request-id"]) == 32
+    assert "x-client-request-id" not in made.headers
 
 
 def test_a_bug_is_a_json_500_without_details(harness: Harness, monkeypatch) -> None:
@@ -247,9 +273,12 @@ def test_a_bug_is_a_json_500_without_details(harness: Harness, monkeypatch) -> N
 
     monkeypatch.setattr(harness.gateway.pipeline, "moderate_prompt", broken)
     response = harness.client.post(
-        "/v1/moderate/prompt", headers=auth(harness.key()), json={"prompt": "a cat"}
+        "/v1/moderate/prompt",
+        headers={**auth(harness.key()), "X-Request-ID": "client-trace-1"},
+        json={"prompt": "a cat"},
     )
     assert response.status_code == 500
     error = response.json()["error"]
     assert error["code"] == "internal" and "secret" not in error["message"]
     assert response.headers["x-request-id"] in error["message"]
+    assert response.headers["x-client-request-id"] == "client-trace-1"

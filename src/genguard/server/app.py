@@ -8,9 +8,12 @@ Routes::
     GET  /healthz  /readyz  /metrics  /review  /docs  /openapi.json
 
 Requests carry ``Authorization: Bearer <key>``; the key decides the policy and the rate
-limit. A moderation *verdict* (allow, censor, review, block) is always a 200 with the
-Decision: only requests that cannot be processed are errors, with the JSON body
-``{"error": {"code", "message"}}`` and a 4xx (client) or 5xx (gateway) status.
+limit. A request is authenticated (401), then its body is read and validated, and only
+then charged: 1 token per moderation, ``n`` per generation; content the work refuses
+(a corrupt image, an empty prompt) is refunded. A moderation *verdict* (allow, censor,
+review, block) is always a 200 with the Decision: only requests that cannot be processed
+are errors, with the JSON body ``{"error": {"code", "message"}}`` and a 4xx (client) or
+5xx (gateway) status.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -33,20 +36,30 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genguard import __version__
-from genguard.errors import ConfigError, GenguardError, StoreUnavailable
+from genguard.content import bound_decode_memory
+from genguard.errors import ConfigError, ContentError, GenguardError, StoreUnavailable
 from genguard.generators import ImageGenerator
 from genguard.guard import Guard
 from genguard.server import models as _models  # noqa: F401  (declares the tables)
 from genguard.server.auditlog import AuditLog, ContentVault
 from genguard.server.auth import ApiKey, KeyStore
 from genguard.server.config import GatewayConfig
+from genguard.server.connections import BodyTimeoutMiddleware
 from genguard.server.errors import ApiError, error_body, status_for
 from genguard.server.metrics import GatewayMetrics
 from genguard.server.pipeline import Caller, Pipeline
-from genguard.server.ratelimit import MemoryRateLimiter, RateLimiter, create_limiter
+from genguard.server.ratelimit import (
+    LimitResult,
+    MemoryRateLimiter,
+    RateLimiter,
+    create_limiter,
+    peek,
+    refund,
+)
 from genguard.server.schemas import GenerateRequest, PromptRequest, error_responses
 from genguard.server.services import (
     GeneratorService,
@@ -59,7 +72,12 @@ from genguard.store import Store, open_store
 
 log = logging.getLogger("genguard.server")
 B = TypeVar("B", bound=BaseModel)
+T = TypeVar("T")
+#: What a client's ``X-Request-ID`` must look like to be echoed and logged (never adopted).
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+#: Status recorded when the client hung up before its body was read (nginx's convention):
+#: nobody receives it, but metrics and logs tell it apart from 4xx and 5xx answers.
+CLIENT_CLOSED = 499
 #: Seconds a client waits before retrying what the database refused (Retry-After).
 STORE_RETRY_AFTER_S = 5
 #: Longest /readyz waits for the database: a hung database is "not ready", not a hung probe.
@@ -101,6 +119,7 @@ def build_gateway(
 ) -> Gateway:
     """Wire the services from ``config``; arguments replace parts (tests, embedding)."""
     config.check_admin_token()  # before anything is opened: nothing to clean up
+    bound_decode_memory(config.server.decode_pixels)
     metrics = GatewayMetrics()
     owns_store = store is None
     store = store or open_store(config.store.database())
@@ -110,7 +129,7 @@ def build_gateway(
         if not key:
             raise ConfigError(
                 "store.store_content = true needs an encryption key: set GENGUARD_CONTENT_KEY "
-                "(or store.content_key) to a Fernet key"
+                "(or store.content_key) to a Fernet key, or to 'new,old' keys while rotating"
             )
         vault = ContentVault(key)
     audit = AuditLog(store, vault)
@@ -198,6 +217,24 @@ class BodyLimitMiddleware:
         await self.app(scope, limited, send)
 
 
+def client_request_id(scope: Scope) -> str | None:
+    """The client's ``X-Request-ID`` when it is 8-64 safe characters, else None.
+
+    Only a correlation field: echoed as ``X-Client-Request-ID`` and logged, never used as
+    the gateway's id, so one tenant cannot collide with or forge another's audit rows.
+    """
+    supplied = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+    return supplied if _REQUEST_ID.match(supplied) else None
+
+
+def id_headers(request_id: str, client_id: str | None) -> list[tuple[bytes, bytes]]:
+    """``X-Request-ID`` (always the gateway's) and, when sent, ``X-Client-Request-ID``."""
+    headers = [(b"x-request-id", request_id.encode())]
+    if client_id is not None:
+        headers.append((b"x-client-request-id", client_id.encode()))
+    return headers
+
+
 class ObservabilityMiddleware:
     """Request id, access log line (JSON), request metrics by route template."""
 
@@ -210,10 +247,11 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        supplied = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        request_id = uuid.uuid4().hex
+        client_id = client_request_id(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
+        state["client_request_id"] = client_id
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -221,7 +259,7 @@ class ObservabilityMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
+                headers.extend(id_headers(request_id, client_id))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -235,6 +273,7 @@ class ObservabilityMiddleware:
                 "request",
                 extra={
                     "request_id": request_id,
+                    "client_request_id": client_id,
                     "method": scope["method"],
                     "path": scope["path"],
                     "route": route,
@@ -254,14 +293,22 @@ def _json_error(
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
+async def _answer(
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """An error answer; one to a verified key also says where the key's bucket stands."""
+    limits = await rate_headers(request)
+    return _json_error(status, code, message, {**limits, **(headers or {})})
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return _json_error(exc.status, exc.code, exc.message, exc.headers)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return await _answer(request, exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(GenguardError)
-    async def _genguard_error(_request: Request, exc: GenguardError) -> JSONResponse:
-        return _json_error(status_for(exc), exc.code, str(exc))
+    async def _genguard_error(request: Request, exc: GenguardError) -> JSONResponse:
+        return await _answer(request, status_for(exc), exc.code, str(exc))
 
     @app.exception_handler(StoreUnavailable)
     async def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
@@ -273,30 +320,37 @@ def _install_error_handlers(app: FastAPI) -> None:
             extra={"request_id": request_id, "reason": exc.reason, "detail": exc.detail},
         )
         gateway_of(request).metrics.store_errors.labels(exc.reason).inc()
-        return _json_error(503, exc.code, str(exc), {"Retry-After": str(STORE_RETRY_AFTER_S)})
+        retry = {"Retry-After": str(STORE_RETRY_AFTER_S)}
+        return await _answer(request, 503, exc.code, str(exc), retry)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _json_error(422, "invalid_request", _format_errors(exc.errors()))
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return await _answer(request, 422, "invalid_request", _format_errors(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(
             exc.status_code, f"http_{exc.status_code}"
         )
-        return _json_error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        return await _answer(request, exc.status_code, code, str(exc.detail), headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _disconnected(request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        # Not a gateway fault: nobody is left to answer, so no traceback and no 5xx. The
+        # body was not read, so nothing was charged or recorded.
+        request_id = getattr(request.state, "request_id", "?")
+        log.info("client disconnected mid-request", extra={"request_id": request_id})
+        return _json_error(CLIENT_CLOSED, "client_disconnected", "the client closed the connection")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         request_id = getattr(request.state, "request_id", "?")
         log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
-        # Sent by Starlette's outermost middleware, past ours: add the request id here.
-        return _json_error(
-            500,
-            "internal",
-            f"internal error (request id {request_id})",
-            {"X-Request-ID": request_id},
-        )
+        # Sent by Starlette's outermost middleware, past ours: add the id headers here.
+        client_id = getattr(request.state, "client_request_id", None)
+        headers = {k.decode(): v.decode() for k, v in id_headers(request_id, client_id)}
+        return _json_error(500, "internal", f"internal error (request id {request_id})", headers)
 
 
 def _format_errors(errors: Any) -> str:
@@ -319,10 +373,9 @@ _bearer = HTTPBearer(auto_error=False, description="An API key from `genguard ke
 
 async def require_key(
     request: Request,
-    response: Response,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
-    """Verify the bearer key and take a token from its bucket (401 / 429 otherwise)."""
+    """Verify the bearer key (401 otherwise); nothing is charged before the body is valid."""
     gateway = gateway_of(request)
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
@@ -333,25 +386,91 @@ async def require_key(
     if key is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key", challenge)
     request.state.key_name = key.name
-    if isinstance(gateway.limiter, MemoryRateLimiter):
-        result = gateway.limiter.hit(key.name, key.rate)
-    else:
-        result = await run_in_threadpool(gateway.limiter.hit, key.name, key.rate)
-    if not result.allowed:
-        gateway.metrics.rate_limited.inc()
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"rate limit {key.rate} reached for key {key.name!r}; retry in "
-            f"{result.headers()['Retry-After']} s",
-            result.headers(),
-        )
-    if not key.rate.unlimited:
-        response.headers.update(result.headers())
+    request.state.api_key = key
     return key
 
 
 Key = Annotated[ApiKey, Depends(require_key)]
+
+
+async def _limiter_call(gateway: Gateway, fn: Callable[..., T], *args: Any) -> T:
+    """In-process buckets answer at once; a Redis round trip goes to a thread."""
+    if isinstance(gateway.limiter, MemoryRateLimiter):
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)
+
+
+async def rate_headers(request: Request) -> dict[str, str]:
+    """``X-RateLimit-*`` for an answer to a verified, limited key; {} for anyone else.
+
+    After a charge or a refund they say what that left; a request refused before it was
+    charged (a bad body) peeks, so every answer to a key shows where its bucket stands.
+    """
+    key: ApiKey | None = getattr(request.state, "api_key", None)
+    if key is None or key.rate.unlimited:
+        return {}
+    result: LimitResult | None = getattr(request.state, "rate_limit", None)
+    if result is None:
+        gateway = gateway_of(request)
+        result = await _limiter_call(gateway, peek, gateway.limiter, key.name, key.rate)
+    return result.limit_headers()
+
+
+def _over_capacity(key: ApiKey, cost: int) -> ApiError:
+    """A request dearer than the key's whole bucket: no wait helps, so no 429."""
+    return ApiError(
+        400,
+        "cost_over_limit",
+        f"this request costs {cost} tokens but key {key.name!r} holds at most "
+        f"{key.rate.count} (rate {key.rate}), so it can never succeed: ask for at most "
+        f"{key.rate.count} images per request",
+    )
+
+
+async def charge(request: Request, response: Response, key: ApiKey, cost: int) -> None:
+    """Take ``cost`` tokens from the key's bucket (429 when short, 400 when it never could)."""
+    if not key.rate.unlimited and cost > key.rate.count:
+        raise _over_capacity(key, cost)
+    gateway = gateway_of(request)
+    result = await _limiter_call(gateway, gateway.limiter.hit, key.name, key.rate, cost)
+    request.state.rate_limit = result
+    if not result.allowed:
+        gateway.metrics.rate_limited.inc()
+        headers = result.headers()
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"rate limit {key.rate} reached for key {key.name!r}; this request costs {cost} "
+            f"token{'s' if cost > 1 else ''}, retry in {headers['Retry-After']} s",
+            headers,
+        )
+    if not key.rate.unlimited:
+        response.headers.update(result.headers())
+
+
+async def run_charged(
+    request: Request,
+    response: Response,
+    key: ApiKey,
+    cost: int,
+    fn: Callable[..., T],
+    *args: Any,
+) -> T:
+    """Charge ``cost``, run ``fn`` on the job runner; refund when the content is refused.
+
+    A ContentError (corrupt image, too many pixels, empty prompt) is a 4xx the client
+    can fix, so it costs nothing; gateway-side failures (503, 504, 502) stay charged,
+    which keeps retries against a failing backend paced by the key's rate.
+    """
+    await charge(request, response, key, cost)
+    gateway = gateway_of(request)
+    try:
+        return await gateway.runner.run(fn, *args, job_id=request.state.request_id)
+    except ContentError:
+        request.state.rate_limit = await _limiter_call(
+            gateway, refund, gateway.limiter, key.name, key.rate, cost
+        )
+        raise
 
 
 def _caller(request: Request, key: ApiKey) -> Caller:
@@ -474,6 +593,7 @@ def create_app(
 
     app.include_router(review_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.server.max_body_bytes)
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=config.server.body_timeout_s)
     app.add_middleware(ObservabilityMiddleware, metrics=gateway.metrics)
     return app
 
@@ -502,8 +622,6 @@ async def probe_store(store: Store) -> str | None:
 
 
 def _add_routes(app: FastAPI, gateway: Gateway) -> None:
-    run: Callable[..., Awaitable[Any]] = gateway.runner.run
-
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, Any]:
         """Liveness: the process serves requests (no model or database round trip).
@@ -541,8 +659,10 @@ def _add_routes(app: FastAPI, gateway: Gateway) -> None:
         openapi_extra=_IMAGE_BODY_DOC,
         responses=_MODERATION_ERRORS,
     )
-    async def moderate_image(request: Request, key: Key, publish: bool = False) -> dict[str, Any]:
-        """Check an image under the key's policy.
+    async def moderate_image(
+        request: Request, response: Response, key: Key, publish: bool = False
+    ) -> dict[str, Any]:
+        """Check an image under the key's policy (one token).
 
         With ``?publish=true`` the response also carries the publishable image (base64
         PNG): the original, a censored copy, or a placeholder, per the decision.
@@ -550,9 +670,8 @@ def _add_routes(app: FastAPI, gateway: Gateway) -> None:
         data = await read_image(request)
         guard = gateway.guards.get(key.policy)
         caller = _caller(request, key)
-        return await run(
-            gateway.pipeline.moderate_image, guard, data, caller, publish, job_id=caller.request_id
-        )
+        moderate = gateway.pipeline.moderate_image
+        return await run_charged(request, response, key, 1, moderate, guard, data, caller, publish)
 
     @app.post(
         "/v1/moderate/prompt",
@@ -560,13 +679,13 @@ def _add_routes(app: FastAPI, gateway: Gateway) -> None:
         openapi_extra=_json_body_doc(PromptRequest),
         responses=_MODERATION_ERRORS,
     )
-    async def moderate_prompt(request: Request, key: Key) -> dict[str, Any]:
-        """Check a prompt (and, apart, its negative prompt) under the key's policy."""
+    async def moderate_prompt(request: Request, response: Response, key: Key) -> dict[str, Any]:
+        """Check a prompt (and, apart, its negative prompt) under the key's policy (one token)."""
         body = await read_json(request, PromptRequest)
         guard = gateway.guards.get(key.policy)
         caller = _caller(request, key)
-        decision, audit_id = await run(
-            gateway.pipeline.moderate_prompt, guard, body, caller, job_id=caller.request_id
+        decision, audit_id = await run_charged(
+            request, response, key, 1, gateway.pipeline.moderate_prompt, guard, body, caller
         )
         return {
             "request_id": request.state.request_id,
@@ -580,13 +699,17 @@ def _add_routes(app: FastAPI, gateway: Gateway) -> None:
         openapi_extra=_json_body_doc(GenerateRequest),
         responses={**_MODERATION_ERRORS, **error_responses(502)},
     )
-    async def generate(request: Request, key: Key) -> dict[str, Any]:
+    async def generate(request: Request, response: Response, key: Key) -> dict[str, Any]:
         """Prompt check, generation, output check, censor/placeholder, watermark.
 
-        A blocked prompt (or one held for review) is a 200 with ``action`` set and no
-        images: the verdict is the answer, not an error.
+        Costs ``n`` tokens, one per image asked, charged once the body and its settings
+        are known to be valid. A blocked prompt (or one held for review) is a 200 with
+        ``action`` set and no images: the verdict is the answer, not an error.
         """
         body = await read_json(request, GenerateRequest)
+        gateway.pipeline.settings_for(body)  # n, sides, steps over bounds: 422, uncharged
         guard = gateway.guards.get(key.policy)
         caller = _caller(request, key)
-        return await run(gateway.pipeline.generate, guard, body, caller, job_id=caller.request_id)
+        return await run_charged(
+            request, response, key, body.n, gateway.pipeline.generate, guard, body, caller
+        )

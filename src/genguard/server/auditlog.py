@@ -8,13 +8,15 @@ or reject is recorded on the same row with the reviewer's name and the time.
 
 Content is not kept by default. When the operator opts in (``store_content``), the bytes
 are encrypted with Fernet (AES-128-CBC + HMAC-SHA256) before they reach the database, so
-a copied database file or backup shows no images without the key.
+a copied database file or backup shows no images without the key. Keys rotate: the
+first configured key encrypts, all of them decrypt.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,25 +40,51 @@ class ReviewError(GenguardError):
     code = "review_conflict"
 
 
+class ContentKeyMissing(GenguardError):
+    """Stored content that none of the configured content keys decrypts (a retired key)."""
+
+    code = "content_key_missing"
+
+
+def split_keys(keys: str | bytes | Sequence[str | bytes]) -> list[str | bytes]:
+    """``"new,old"`` (or a list) -> the keys, newest first; blanks around commas ignored."""
+    if isinstance(keys, bytes):
+        keys = keys.decode("ascii", "replace")
+    if isinstance(keys, str):
+        keys = keys.split(",")
+    return [k.strip() for k in keys if k.strip()]
+
+
 class ContentVault:
-    """Encrypts content at rest with one Fernet key."""
+    """Encrypts content at rest with Fernet; several keys allow rotation.
 
-    def __init__(self, key: str | bytes) -> None:
-        from cryptography.fernet import Fernet
+    The first key encrypts; every key decrypts (cryptography's MultiFernet), so a new key
+    goes first and the old one stays listed until nothing it encrypted is needed.
+    """
 
-        try:
-            self._fernet = Fernet(key)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(
-                "content key must be a Fernet key (32 url-safe base64 bytes); make one with "
-                "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key()"
-                ".decode())'`"
-            ) from exc
+    def __init__(self, keys: str | bytes | Sequence[str | bytes]) -> None:
+        from cryptography.fernet import Fernet, MultiFernet
+
+        fernets = []
+        for index, key in enumerate(split_keys(keys), start=1):
+            try:
+                fernets.append(Fernet(key))
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    f"content key {index} is not a Fernet key (32 url-safe base64 bytes; "
+                    "several keys are comma-separated, newest first); make one with "
+                    "`python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())'`"
+                ) from exc
+        if not fernets:
+            raise ConfigError("no content key given: set GENGUARD_CONTENT_KEY to a Fernet key")
+        self._fernet = MultiFernet(fernets)
 
     def encrypt(self, data: bytes) -> bytes:
         return self._fernet.encrypt(data)
 
     def decrypt(self, token: bytes) -> bytes:
+        """The plaintext; ``InvalidToken`` when no configured key made ``token``."""
         return self._fernet.decrypt(token)
 
 
@@ -274,11 +302,31 @@ class AuditLog:
         return record
 
     def content(self, audit_id: int) -> tuple[str, bytes] | None:
-        """Decrypted (media type, bytes) of stored content, or None."""
+        """Decrypted (media type, bytes) of stored content, or None.
+
+        Content under a key no longer configured raises :class:`ContentKeyMissing`: the
+        operator rotated keys and dropped the old one, which a restart with it can undo.
+        """
         if self.vault is None:
             return None
         with self.store.session() as session:
             row = session.get(StoredContentRow, audit_id)
             if row is None:
                 return None
-            return row.media_type, self.vault.decrypt(row.ciphertext)
+            media_type, ciphertext = row.media_type, row.ciphertext
+        return media_type, _open(self.vault, audit_id, ciphertext)
+
+
+def _open(vault: ContentVault, audit_id: int, ciphertext: bytes) -> bytes:
+    """Decrypt one item's content; a retired key is a clear error, never a 500."""
+    from cryptography.fernet import InvalidToken
+
+    try:
+        return vault.decrypt(ciphertext)
+    except InvalidToken:
+        log.warning("stored content undecryptable", extra={"audit_id": audit_id})
+        raise ContentKeyMissing(
+            f"the content of item {audit_id} was encrypted with a content key that is no "
+            "longer configured: list the old key after the new one (GENGUARD_CONTENT_KEY="
+            "new,old) to read it"
+        ) from None

@@ -44,6 +44,7 @@ def serve(
     except ImportError as exc:
         raise MissingExtraError(exc.name or "fastapi", "gateway", "The HTTP gateway") from None
     from genguard.server.config import load_config
+    from genguard.server.connections import uvicorn_options
     from genguard.server.logs import log_config
 
     settings = load_config(config)
@@ -56,11 +57,12 @@ def serve(
         port=settings.server.port if port is None else port,
         log_config=logging_config,
         access_log=False,  # the gateway logs each request itself, as JSON
-        timeout_graceful_shutdown=int(settings.server.graceful_timeout_s) or None,
         server_header=False,
         # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 and replace the
         # socket peer; the gateway decides that itself (server.trusted_proxies).
         proxy_headers=False,
+        # Connection cap, header/keep-alive timeouts, graceful shutdown (server.*).
+        **uvicorn_options(settings.server),
     )
 
 

@@ -72,11 +72,29 @@ class ServerSection(_Section):
     request_timeout_s: float = Field(default=120.0, gt=0)
     #: Threads for CPU-heavy work (decoding, detectors, generation).
     workers: int = Field(default=4, ge=1, le=256)
+    #: Canvas pixels decoded at once across all workers (0: no bound). Decoding takes
+    #: ~15 bytes of memory and ~25 ns of CPU per pixel, so 80 MP lets one maximum-size
+    #: (64 MP) upload decode next to ordinary ones while a second large one waits its
+    #: turn instead of doubling memory and crowding out small requests.
+    decode_pixels: int = Field(default=80_000_000, ge=0)
     #: Jobs allowed to wait for a worker; beyond this the gateway answers 503 at once
     #: instead of queueing without bound.
     max_queue: int = Field(default=64, ge=1)
     #: Seconds uvicorn waits for in-flight requests on SIGTERM before closing them.
     graceful_timeout_s: float = Field(default=30.0, ge=0)
+    #: Open connections (or requests in flight) beyond which a new request is answered
+    #: 503 at once (uvicorn's ``limit_concurrency``). Keep it under ``ulimit -n``.
+    max_connections: int = Field(default=1000, ge=1)
+    #: Seconds a client has to send a request's headers: from connecting, or from the first
+    #: byte of a later request on a kept-alive connection (408 or close after).
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    #: Seconds a client has to send the whole request body once the gateway starts reading
+    #: it (408 ``body_timeout`` and the connection closed after).
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    #: Seconds an idle kept-alive connection stays open between requests.
+    keepalive_timeout_s: int = Field(default=5, ge=1)
+    #: Largest request head (request line and headers); larger ones get 400.
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: Load the default policy's Guard and models at start-up, not on the first request.
     preload: bool = True
@@ -104,6 +122,7 @@ class StoreSection(_Section):
     #: them. Off by default: the audit log then holds hashes and scores only.
     store_content: bool = False
     #: Fernet key (urlsafe base64, 32 bytes); prefer the GENGUARD_CONTENT_KEY variable.
+    #: Several comma-separated keys rotate: the first encrypts, every one decrypts.
     content_key: str = ""
 
     def database(self) -> str:

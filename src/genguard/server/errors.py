@@ -57,6 +57,8 @@ def status_for(exc: GenguardError) -> int:
         return 503
     if isinstance(exc, ModelUnavailableError | MissingExtraError | ConfigError | PolicyError):
         return 503
-    if getattr(exc, "code", "") == "review_conflict":
+    # An item already decided, or stored under a content key no longer configured: the
+    # request is fine, the item's state (or the key list) is what conflicts.
+    if getattr(exc, "code", "") in ("review_conflict", "content_key_missing"):
         return 409
     return 422

@@ -1,8 +1,10 @@
 """Token-bucket rate limits per API key: in process, or in Redis for several processes.
 
 A key with rate ``60/min`` owns a bucket of 60 tokens that refills at one per second; a
-request takes one token or is refused with 429. Bursts up to the bucket size are allowed,
-which suits bots that post a few images at once and then idle.
+request takes its cost in tokens (one, or ``n`` for a generation of ``n`` images) or is
+refused with 429. Bursts up to the bucket size are allowed, which suits bots that post a
+few images at once and then idle. A negative cost gives tokens back (:func:`refund`),
+never past the bucket size.
 
 The Redis limiter runs the whole read-refill-take-write step as one Lua script, so
 concurrent gateways never both spend the last token, and it uses Redis' clock, so gateway
@@ -33,22 +35,27 @@ class LimitResult:
     remaining: int
     #: Seconds until the bucket is full again.
     reset_s: float
-    #: Seconds until one token is available (0 when allowed).
+    #: Seconds until the refused request's cost is available (0 when allowed).
     retry_after_s: float
 
-    def headers(self) -> dict[str, str]:
-        """``X-RateLimit-*`` headers, plus ``Retry-After`` on refusals (whole seconds)."""
-        headers = {
+    def limit_headers(self) -> dict[str, str]:
+        """``X-RateLimit-*`` only: the bucket's state, for answers that are no refusal."""
+        return {
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(self.remaining),
             "X-RateLimit-Reset": str(math.ceil(self.reset_s)),
         }
+
+    def headers(self) -> dict[str, str]:
+        """``X-RateLimit-*`` headers, plus ``Retry-After`` on refusals (whole seconds)."""
+        headers = self.limit_headers()
         if not self.allowed:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
         return headers
 
 
-def _result(allowed: bool, tokens: float, rate: Rate) -> LimitResult:
+def _result(allowed: bool, tokens: float, rate: Rate, cost: int = 1) -> LimitResult:
+    """The decision; a refusal's retry time is until ``cost`` tokens are back, not one."""
     per_second = rate.per_second
     missing = rate.count - tokens
     return LimitResult(
@@ -56,12 +63,15 @@ def _result(allowed: bool, tokens: float, rate: Rate) -> LimitResult:
         limit=rate.count,
         remaining=max(0, math.floor(tokens)),
         reset_s=max(0.0, missing / per_second),
-        retry_after_s=0.0 if allowed else max(0.0, (1.0 - tokens) / per_second),
+        retry_after_s=0.0 if allowed else max(0.0, (max(cost, 1) - tokens) / per_second),
     )
 
 
 class RateLimiter(Protocol):
-    """Takes ``cost`` tokens from ``bucket`` under ``rate``, or says when to retry."""
+    """Takes ``cost`` tokens from ``bucket`` under ``rate``, or says when to retry.
+
+    A negative ``cost`` gives tokens back, capped at the bucket size (:func:`refund`).
+    """
 
     def hit(self, bucket: str, rate: Rate, cost: int = 1) -> LimitResult: ...
 
@@ -85,16 +95,17 @@ class MemoryRateLimiter:
             tokens = min(float(rate.count), tokens + max(0.0, now - last) * rate.per_second)
             allowed = tokens >= cost
             if allowed:
-                tokens -= cost
+                tokens = min(float(rate.count), tokens - cost)
             self._buckets[bucket] = (tokens, now)
-        return _result(allowed, tokens, rate)
+        return _result(allowed, tokens, rate, cost)
 
     def close(self) -> None:
         self._buckets.clear()
 
 
 #: KEYS[1] bucket; ARGV: capacity, tokens per second, cost. Returns {allowed, tokens}.
-#: Tokens come back as a string because Redis truncates Lua numbers to integers.
+#: Tokens come back as a string because Redis truncates Lua numbers to integers. A
+#: negative cost (a refund) adds tokens, never past the capacity.
 TOKEN_BUCKET_LUA = """
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
@@ -111,7 +122,7 @@ end
 tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate)
 local allowed = 0
 if tokens >= cost then
-  tokens = tokens - cost
+  tokens = math.min(capacity, tokens - cost)
   allowed = 1
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
@@ -152,7 +163,7 @@ class RedisRateLimiter:
         except self._redis_errors as exc:
             self._warn(exc)
             return self.fallback.hit(bucket, rate, cost)
-        return _result(bool(int(allowed)), float(tokens), rate)
+        return _result(bool(int(allowed)), float(tokens), rate, cost)
 
     def _warn(self, exc: Exception) -> None:
         now = time.monotonic()
@@ -175,6 +186,15 @@ def peek(limiter: RateLimiter, bucket: str, rate: Rate) -> LimitResult:
         return result
     tokens = rate.count - result.reset_s * rate.per_second
     return _result(False, tokens, rate)
+
+
+def refund(limiter: RateLimiter, bucket: str, rate: Rate, cost: int) -> LimitResult:
+    """Give back ``cost`` tokens taken for a request that turned out to be refused.
+
+    A token bucket forgets who took what, so a refund is a negative hit: atomic like any
+    hit, and capped at the bucket size, so refunds never raise a key above its rate.
+    """
+    return limiter.hit(bucket, rate, cost=-cost)
 
 
 def create_limiter(redis_url: str = "") -> RateLimiter:

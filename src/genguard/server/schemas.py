@@ -79,7 +79,10 @@ class ErrorBody(BaseModel):
 
 #: Error statuses as the OpenAPI spec documents them (docs/gateway.md has the full table).
 ERROR_DESCRIPTIONS: dict[int, str] = {
-    400: "the body is not JSON, is empty, or is a broken multipart form",
+    400: (
+        "the body is not JSON, is empty, or is a broken multipart form; or the request "
+        "costs more tokens than the key's bucket holds (cost_over_limit)"
+    ),
     401: "API key missing, unknown or revoked",
     413: "body over server.max_body_bytes, or image over the policy's pixel limit",
     415: "not an image, or the wrong kind of body for this route",
