@@ -101,3 +101,60 @@ def test_prompt_analysers_are_shared_and_know_the_stores_persons(tmp_path: Path)
     assert decision.categories["real_person"] >= 0.5
     assert first.check_prompt("a watercolour of a lighthouse").categories["real_person"] < 0.5
     store.close()
+
+
+def test_fair_queue_serves_tenants_in_turn() -> None:
+    from genguard.server.services import FairQueue
+
+    queue = FairQueue()
+    served: list[str] = []
+    for i in range(5):
+        queue.put("burst", lambda i=i: served.append(f"burst{i}"))
+    queue.put("quiet", lambda: served.append("quiet0"))
+    queue.put("other", lambda: served.append("other0"))
+    queue.put("quiet", lambda: served.append("quiet1"))
+    while (task := queue.take()) is not None:
+        task()
+    # Keys that were idle go first, then one job per key in turn: the quiet keys never
+    # wait behind the whole burst.
+    assert served == [
+        "other0",
+        "quiet0",
+        "burst0",
+        "quiet1",
+        "burst1",
+        "burst2",
+        "burst3",
+        "burst4",
+    ]
+
+
+def test_a_backlog_of_one_key_does_not_delay_another(harness_factory) -> None:
+    """One worker, a key with 6 slow jobs queued: another key's job runs second, not seventh."""
+    import asyncio
+    import threading
+    import time
+
+    from genguard.server.metrics import GatewayMetrics
+    from genguard.server.services import JobRunner
+
+    runner = JobRunner(workers=1, max_queue=20, timeout_s=10, metrics=GatewayMetrics())
+    order: list[str] = []
+    lock = threading.Lock()
+
+    def work(name: str) -> str:
+        time.sleep(0.05)
+        with lock:
+            order.append(name)
+        return name
+
+    async def main() -> None:
+        burst = [asyncio.create_task(runner.run(work, f"b{i}", tenant="burst")) for i in range(6)]
+        await asyncio.sleep(0.01)  # the burst is queued first
+        quiet = asyncio.create_task(runner.run(work, "q", tenant="quiet"))
+        assert await quiet == "q"
+        await asyncio.gather(*burst)
+
+    asyncio.run(main())
+    runner.shutdown()
+    assert order.index("q") <= 1 and sorted(order) == ["b0", "b1", "b2", "b3", "b4", "b5", "q"]

@@ -465,7 +465,7 @@ async def run_charged(
     await charge(request, response, key, cost)
     gateway = gateway_of(request)
     try:
-        return await gateway.runner.run(fn, *args, job_id=request.state.request_id)
+        return await gateway.runner.run(fn, *args, job_id=request.state.request_id, tenant=key.name)
     except ContentError:
         request.state.rate_limit = await _limiter_call(
             gateway, refund, gateway.limiter, key.name, key.rate, cost

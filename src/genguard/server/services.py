@@ -13,8 +13,9 @@ import contextvars
 import logging
 import os
 import threading
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -202,22 +203,92 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+class FairQueue:
+    """Jobs waiting for a worker, served round-robin across tenants (API keys).
+
+    Why: with one first-in-first-out line, a key that sends 100 requests at once (within
+    its rate) or a stream of slow uploads makes every other key's requests wait behind
+    them. Taking the next job from the next tenant in turn bounds what one key's backlog
+    costs the others to one job each, whatever its length.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: OrderedDict[str, deque[Callable[[], None]]] = OrderedDict()
+
+    def put(self, tenant: str, task: Callable[[], None]) -> None:
+        """Queue ``task``; a tenant with nothing waiting goes to the front of the line.
+
+        A key that was idle is served before keys with a backlog (each of which was
+        served at least once already), so light users see no queue behind heavy ones.
+        """
+        with self._lock:
+            if tenant in self._queues:
+                self._queues[tenant].append(task)
+            else:
+                self._queues[tenant] = deque([task])
+                self._queues.move_to_end(tenant, last=False)
+
+    def take(self) -> Callable[[], None] | None:
+        """The oldest task of the tenant whose turn it is (None when nothing waits)."""
+        with self._lock:
+            if not self._queues:
+                return None
+            tenant, queue = next(iter(self._queues.items()))
+            task = queue.popleft()
+            del self._queues[tenant]
+            if queue:  # still waiting: to the back of the line of tenants
+                self._queues[tenant] = queue
+            return task
+
+
 class JobRunner:
-    """Runs blocking functions on a bounded pool with a bounded queue and a timeout."""
+    """Runs blocking functions on a bounded pool with a bounded queue and a timeout.
+
+    Every ``run`` adds one task to a :class:`FairQueue` and one *slot* to the pool; a slot
+    runs whichever task is next in fair order, so the pool stays bounded while the order
+    of service is per tenant, not per arrival.
+    """
 
     def __init__(
         self, workers: int, max_queue: int, timeout_s: float, metrics: GatewayMetrics
     ) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gg-job")
+        self._queue = FairQueue()
+        self._waiting: set[Future[Any]] = set()
         self.capacity = workers + max_queue
         self.timeout_s = timeout_s
         self.metrics = metrics
         self._pending = 0
 
-    async def run(self, fn: Callable[..., T], *args: Any, job_id: str = "") -> T:
+    def _slot(self) -> None:
+        task = self._queue.take()
+        if task is not None:
+            task()
+
+    def _submit(self, tenant: str, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """A future for ``fn(*args)``, run by the next free worker in fair order."""
+        result: Future[T] = Future()
+
+        def task() -> None:
+            if not result.set_running_or_notify_cancel():
+                return
+            try:
+                result.set_result(fn(*args))
+            except BaseException as exc:  # handed to the awaiting request, not lost
+                result.set_exception(exc)
+
+        self._queue.put(tenant, task)
+        self._waiting.add(result)
+        result.add_done_callback(self._waiting.discard)
+        self._executor.submit(self._slot)
+        return result
+
+    async def run(self, fn: Callable[..., T], *args: Any, job_id: str = "", tenant: str = "") -> T:
         """Run ``fn(*args)`` off the event loop; 503 when full, 504 past the timeout.
 
-        ``job_id`` (the request id) names the work in the log when it is abandoned.
+        ``job_id`` (the request id) names the work in the log when it is abandoned;
+        ``tenant`` (the API key's name) is the unit of fair service.
         """
         if self._pending >= self.capacity:
             raise ApiError(
@@ -227,7 +298,7 @@ class JobRunner:
         self.metrics.in_flight.inc()
         job = _Job(job_id)
         try:
-            future = asyncio.wrap_future(self._executor.submit(job.execute, fn, *args))
+            future = asyncio.wrap_future(self._submit(tenant, job.execute, fn, *args))
             future.add_done_callback(_retrieve)
             try:
                 return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
@@ -242,7 +313,10 @@ class JobRunner:
             self.metrics.in_flight.dec()
 
     def shutdown(self) -> None:
+        """Finish running jobs; jobs never started are cancelled (their requests end)."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+        for result in list(self._waiting):
+            result.cancel()
 
 
 class GeneratorService:
