@@ -221,3 +221,19 @@ def test_device_switch_picks_providers_or_says_what_is_missing(
         monkeypatch.setenv("GENGUARD_DEVICE", "cuda")
         with pytest.raises(ConfigError, match="pip install onnxruntime-gpu"):
             execution_providers()
+
+
+def test_the_colour_wheel_is_no_longer_censored(real_guard: Guard) -> None:
+    """scikit-image's colour wheel: NudeNet boxes the whole frame, OpenNSFW says 0.004."""
+    import skimage.data
+
+    wheel = np.ascontiguousarray(skimage.data.colorwheel()[..., :3])
+    nudenet = Guard(
+        load_policy("standard"), [d for d in real_guard.detectors if d.name == "nudenet"]
+    )
+    decision = real_guard.check_image(wheel)
+    assert decision.action is Action.ALLOW, decision.reasons
+    assert decision.categories["nudity"] < 0.6
+    # The box is still evidence (kept raw), it just no longer decides alone.
+    assert any(r.label == "BUTTOCKS_EXPOSED" for r in decision.regions)
+    assert nudenet.check_image(wheel).categories["nudity"] > decision.categories["nudity"]

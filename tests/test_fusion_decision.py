@@ -13,7 +13,7 @@ from genguard.decision import SCHEMA, Action, Decision, Match, Region
 from genguard.detectors.base import DetectorOutput
 from genguard.detectors.nudenet import NUDENET_CURVE, detections_to_output
 from genguard.detectors.opennsfw import probability_to_output
-from genguard.fusion import Fusion, apply_implications, noisy_or
+from genguard.fusion import Evidence, Fusion, apply_implications
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -29,12 +29,6 @@ def test_calibration_is_monotone_and_anchored() -> None:
     assert calibrate(1.0, NUDENET_CURVE) == 1.0
 
 
-def test_noisy_or() -> None:
-    assert noisy_or() == 0.0
-    assert noisy_or(0.5, 0.5) == pytest.approx(0.75)
-    assert noisy_or(1.2, -3) == 1.0  # clamped
-
-
 def test_label_weights_and_implication_chain() -> None:
     fusion = Fusion()
     explicit = fusion.fuse([nudenet_output("MALE_GENITALIA_EXPOSED", 0.8)])
@@ -48,16 +42,57 @@ def test_label_weights_and_implication_chain() -> None:
     assert face["face"] == pytest.approx(0.75) and face["nudity"] == 0.0
 
 
-def test_agreement_between_backends_raises_the_score() -> None:
+def test_a_detection_both_backends_support_keeps_its_score() -> None:
     fusion = Fusion()
     nn = nudenet_output("FEMALE_BREAST_EXPOSED", 0.5)
     nsfw = probability_to_output(0.7)
-    alone = fusion.fuse([nn])["nudity"]
     together = fusion.fuse([nn, nsfw])["nudity"]
-    nsfw_alone = fusion.fuse([nsfw])
-    assert together > max(alone, nsfw_alone["nudity"])
+    alone = fusion.fuse([nn])["nudity"], fusion.fuse([nsfw])["nudity"]
+    assert together == pytest.approx(max(alone))
     # OpenNSFW cannot tell explicit from nude: half weight on sexual_explicit.
+    nsfw_alone = fusion.fuse([nsfw])
     assert nsfw_alone["sexual_explicit"] == pytest.approx(nsfw_alone["nudity"] / 2)
+
+
+def test_lone_boxes_that_the_whole_image_classifier_rejects_count_less() -> None:
+    fusion = Fusion()
+    nn = nudenet_output("BUTTOCKS_EXPOSED", 0.8)
+    rejected = fusion.fuse([nn, probability_to_output(0.01)])["nudity"]
+    assert rejected == pytest.approx(fusion.fuse([nn])["nudity"] * fusion.lone_factor)
+    unsure = fusion.fuse([nn, probability_to_output(0.2)])["nudity"]  # not a rejection
+    assert unsure == pytest.approx(fusion.fuse([nn])["nudity"])
+    # A whole-image score with no box anywhere is not damped (nothing located to doubt).
+    assert fusion.fuse([nudenet_output("FACE_FEMALE", 0.9), probability_to_output(0.95)])[
+        "nudity"
+    ] == pytest.approx(fusion.fuse([probability_to_output(0.95)])["nudity"])
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.3, 0.45, 0.6, 0.75, 0.9])
+def test_where_both_backends_alone_agree_the_fusion_agrees(threshold: float) -> None:
+    """Any threshold, any pair of scores: agreement of the parts is the fused decision."""
+    fusion = Fusion()
+    grid = [i / 20 for i in range(21)]
+    for a in grid:
+        for b in grid:
+            items = [Evidence(a, located=True), Evidence(b, located=False)]
+            alone = (a >= threshold, fusion.combine(items[1:]) >= threshold)
+            fused = fusion.combine(items) >= threshold
+            if alone[0] == alone[1]:
+                assert fused == alone[0], (a, b)
+
+
+def test_frame_filling_body_part_boxes_are_implausible() -> None:
+    from genguard.detectors.nudenet import plausibility
+
+    frame = (400, 300)
+    assert plausibility("BUTTOCKS_EXPOSED", (0, 0, 400, 300), frame) == pytest.approx(0.5)
+    assert plausibility("BUTTOCKS_EXPOSED", (10, 10, 100, 100), frame) == 1.0
+    assert 0.5 < plausibility("FEMALE_BREAST_EXPOSED", (0, 0, 260, 260), frame) < 1.0
+    assert plausibility("FACE_FEMALE", (0, 0, 400, 300), frame) == 1.0  # portraits
+    whole = detections_to_output([("BUTTOCKS_EXPOSED", 0.8, (0, 0, 400, 300))], frame_size=frame)
+    small = detections_to_output([("BUTTOCKS_EXPOSED", 0.8, (0, 0, 90, 90))], frame_size=frame)
+    assert whole.scores["nudity"] == pytest.approx(small.scores["nudity"] / 2)
+    assert whole.regions[0].score == small.regions[0].score == 0.8  # evidence kept raw
 
 
 def test_direct_category_backends_pass_through() -> None:
