@@ -149,6 +149,41 @@ def backends_list() -> None:
     console.print(table)
 
 
+@backends_app.command("coverage")
+def backends_coverage(
+    backend: Annotated[
+        list[str] | None,
+        typer.Option("--backend", "-b", help="backends (default: the default set)"),
+    ] = None,
+    policy: Annotated[str, typer.Option("--policy", "-p", help="profile or .toml")] = "standard",
+) -> None:
+    """Which image categories a backend set scores, and what each hard rule rests on."""
+    from genguard.coverage import category_coverage, rule_coverage
+
+    names = list(backend or DEFAULT_BACKENDS)
+    table = Table(title=f"image categories seen by {', '.join(names)}")
+    table.add_column("category")
+    table.add_column("scored by")
+    for row in category_coverage(names):
+        table.add_row(row.category, ", ".join(row.backends) or "[red]nothing in this set[/]")
+    console.print(table)
+    rules = Table(title=f"hard rules of policy {policy}")
+    for column in ("rule", "from images alone", "from prompts alone", "needs"):
+        rules.add_column(column)
+    for rule in rule_coverage(load_policy(policy), names):
+        missing = [" or ".join(group) for group in rule.missing_on_images]
+        needs = (
+            f"no image signal for {'; '.join(missing)}: the prompt as context" if missing else ""
+        )
+        rules.add_row(
+            rule.rule,
+            "[green]yes[/]" if rule.fires_on_images_alone else "[red]no[/]",
+            "[green]yes[/]" if rule.fires_on_prompts_alone else "[red]no[/]",
+            needs,
+        )
+    console.print(rules)
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
     app.command("calibrate")(calibrate_cmd)
