@@ -176,3 +176,15 @@ def test_errors_are_one_line_at_any_width(tmp_path, capsys) -> None:
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
     assert "[bracketed] missing.png" in err
+
+
+def test_file_system_errors_are_one_line_and_exit_2(tmp_path, capsys) -> None:
+    """A missing output folder is the user's to fix: which file, what the system said."""
+    source = tmp_path / "in.png"
+    Image.new("RGB", (300, 300), (120, 90, 60)).save(source)
+    target = tmp_path / "missing-folder" / "out.png"
+    code = main(["watermark", "embed", str(source), str(target), "--payload", "0x12"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "out.png" in err and "No such file or directory" in err and "Traceback" not in err

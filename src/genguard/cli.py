@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, standalone_mode=False)
     except GenguardError as exc:
-        # One line whatever the terminal width (rich would wrap at 80 columns when
-        # stderr is not a terminal) and whatever the message holds (paths, brackets).
-        message = escape(" ".join(str(exc).split()))
-        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-        return 2
+        return _one_line_error(str(exc))
+    except OSError as exc:
+        # A missing output folder, a read-only file, a full disk: the user's to fix, so
+        # a clear line (which file, what the system said), not a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _one_line_error(f"{where}{exc.strerror or exc}")
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except typer.Abort:
@@ -75,6 +76,17 @@ def main(argv: list[str] | None = None) -> int:
         raise
     # A command may return its exit status (click passes it through unchanged).
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def _one_line_error(text: str) -> int:
+    """Print ``error: text`` on one line whatever the terminal width; exit status 2.
+
+    Rich would wrap at 80 columns when stderr is not a terminal, and the message may hold
+    anything (paths, brackets), so it is escaped and soft-wrapped.
+    """
+    message = escape(" ".join(text.split()))
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return 2
 
 
 def _is_usage_error(exc: Exception) -> bool:
