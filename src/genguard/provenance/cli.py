@@ -204,7 +204,7 @@ def hashbank_match(
     bank: Annotated[Path, typer.Argument(help="Bank file.")],
     image: Annotated[Path, typer.Argument(help="Image to look up.")],
     threshold: Annotated[int, typer.Option(help="Max Hamming distance for a match.")] = 31,
-    limit: Annotated[int, typer.Option(help="Max matches listed.")] = 10,
+    limit: Annotated[int, typer.Option(help="Max matches listed.", min=0)] = 10,
 ) -> None:
     """Print the nearest entry, its Hamming distance and whether it is a match."""
     from genguard.provenance.hashbank import HashBank, HashBankError, pdq_hash
@@ -219,7 +219,8 @@ def hashbank_match(
         {
             "hash": hex_hash,
             "quality": quality,
-            "match": bool(matches),
+            # Whether anything is within the threshold, however few matches are listed.
+            "match": nearest is not None and nearest.distance <= threshold,
             "threshold": threshold,
             "nearest": nearest.to_dict() if nearest else None,
             "matches": [m.to_dict() for m in matches],

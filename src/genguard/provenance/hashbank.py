@@ -28,9 +28,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,20 @@ def pdq_hash(rgb: np.ndarray) -> tuple[str, int]:
     return np.packbits(bits.astype(np.uint8)).tobytes().hex(), quality
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+#: ThreatExchange's CLI writes ``pdq <hash> [anything]`` lines.
+_TX_LINE = re.compile(r"^pdq\s+([0-9a-fA-F]{64})(?:\s+(.*))?$")
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and control characters turned into spaces.
+
+    A bank is one entry per line: a newline in a file name or ``--source`` would split an
+    entry in two and make the file unreadable for every later command.
+    """
+    return _CONTROL.sub(" ", text).strip()
+
+
 def parse_hash(text: str) -> bytes:
     """64 hex digits -> 32 bytes, or HashBankError saying what is wrong with the string."""
     value = text.strip().lower()
@@ -182,6 +197,11 @@ class HashBank:
         return entry
 
     def _append(self, entry: BankEntry) -> None:
+        entry = replace(
+            entry,
+            name=one_line(entry.name),
+            source=None if entry.source is None else one_line(entry.source),
+        )
         with self._lock:
             self._pending.append(parse_hash(entry.hash))
             self._entries.append(entry)
@@ -223,7 +243,7 @@ class HashBank:
                 self._entries.extend([None] * codes.shape[0])
             else:
                 self._entries.extend(
-                    BankEntry(code.tobytes().hex(), name)
+                    BankEntry(code.tobytes().hex(), one_line(name))
                     for code, name in zip(codes, names, strict=True)
                 )
 
@@ -368,7 +388,7 @@ def _popcount_distances(codes: np.ndarray, query: np.ndarray) -> np.ndarray:
 def _read_entries(path: Path) -> list[BankEntry]:
     """Parse a bank / hash-list file; errors name the file and the 1-based line number."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not data
     except FileNotFoundError as exc:
         raise HashBankError(f"no such bank file: {path}") from exc
     except UnicodeDecodeError as exc:
@@ -388,6 +408,9 @@ def _read_entries(path: Path) -> list[BankEntry]:
 
 
 def _parse_line(line: str, lineno: int) -> BankEntry:
+    exchange = _TX_LINE.match(line)
+    if exchange:  # ThreatExchange's ``pdq <hash>`` layout
+        return BankEntry(hash=exchange.group(1).lower(), name=f"line{lineno}")
     try:
         fields = next(csv.reader([line]))
     except csv.Error as exc:

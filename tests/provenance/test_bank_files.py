@@ -1,0 +1,49 @@
+"""Bank files as people write them: odd names, BOMs, ThreatExchange lines, small limits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import skimage.data
+from PIL import Image
+
+from genguard.cli import main
+from genguard.provenance.hashbank import HashBank, pdq_hash
+
+HASH = "f" * 32 + "0" * 32
+
+
+def test_a_newline_in_a_name_or_source_never_splits_an_entry(tmp_path: Path) -> None:
+    bank = HashBank()
+    bank.add("evil\nname.jpg", HASH, {"source": "scan\r\n2026\x00"})
+    bank.save(tmp_path / "b.bank")
+    (entry,) = HashBank.load(tmp_path / "b.bank")  # still one readable entry
+    assert entry.name == "evil name.jpg" and entry.source == "scan 2026"
+    bank.add("next", HASH)
+    bank.save(tmp_path / "b.bank")
+    assert len(HashBank.load(tmp_path / "b.bank")) == 2
+
+
+def test_a_bom_and_threatexchange_pdq_lines_are_read(tmp_path: Path) -> None:
+    other = "0" * 32 + "f" * 32
+    path = tmp_path / "tx.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + f"{HASH},90,first\npdq {other}\npdq {HASH} tail\n".encode())
+    entries = list(HashBank.load(path))
+    assert [e.hash for e in entries] == [HASH, other, HASH]
+    assert entries[0].name == "first" and entries[1].name == "line2"
+
+
+def test_match_with_limit_0_still_says_whether_it_matched(tmp_path: Path, capsys) -> None:
+    rgb = np.ascontiguousarray(skimage.data.coffee())
+    image = tmp_path / "coffee.png"
+    Image.fromarray(rgb).save(image)
+    bank = HashBank()
+    bank.add("coffee", pdq_hash(rgb)[0])
+    bank.save(tmp_path / "b.bank")
+    code = main(["hashbank", "match", str(tmp_path / "b.bank"), str(image), "--limit", "0"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["match"] is True and result["matches"] == []
+    assert result["nearest"]["distance"] == 0
