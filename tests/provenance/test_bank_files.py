@@ -47,3 +47,52 @@ def test_match_with_limit_0_still_says_whether_it_matched(tmp_path: Path, capsys
     result = json.loads(capsys.readouterr().out)
     assert result["match"] is True and result["matches"] == []
     assert result["nearest"]["distance"] == 0
+
+
+def rotated_jpeg(path: Path, rgb: np.ndarray, orientation: int) -> None:
+    """A JPEG whose stored pixels are ``rgb`` and whose EXIF says how to turn them."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(rgb).save(path, format="JPEG", quality=95, exif=exif)
+
+
+def test_exif_rotated_photos_hash_their_stored_pixels_and_match_either_way(
+    tmp_path: Path, capsys
+) -> None:
+    import pdqhash
+
+    from genguard.provenance.hashbank import hamming, hash_image_file
+
+    rgb = np.ascontiguousarray(skimage.data.chelsea())
+    photo = tmp_path / "rotated.jpg"
+    rotated_jpeg(photo, rgb, 6)
+    hashes = hash_image_file(photo)
+    stored = np.asarray(Image.open(photo).convert("RGB"))
+    reference = np.packbits(pdqhash.compute(stored)[0].astype(np.uint8)).tobytes().hex()
+    assert hashes.stored == reference  # what ThreatExchange tools compute
+    assert hashes.oriented is not None and hamming(hashes.stored, hashes.oriented) > 64
+    # A bank built from the upright image (e.g. by another tool from a re-saved copy)
+    # still matches the rotated upload, through its oriented hash.
+    upright = np.ascontiguousarray(np.rot90(rgb, -1))
+    bank = HashBank()
+    bank.add("upright", pdq_hash(upright)[0])
+    bank.save(tmp_path / "b.bank")
+    assert main(["hashbank", "match", str(tmp_path / "b.bank"), str(photo)]) == 0
+    assert json.loads(capsys.readouterr().out)["match"] is True
+    assert main(["hashbank", "hash", str(photo)]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["hash"] == reference and row["hash_oriented"] == hashes.oriented
+
+
+def test_flipped_copies_match_only_with_dihedral(tmp_path: Path, capsys) -> None:
+    rgb = np.ascontiguousarray(skimage.data.coffee())
+    flipped = tmp_path / "flipped.png"
+    Image.fromarray(np.ascontiguousarray(np.fliplr(rgb))).save(flipped)
+    bank = HashBank()
+    bank.add("coffee", pdq_hash(rgb)[0])
+    bank.save(tmp_path / "b.bank")
+    main(["hashbank", "match", str(tmp_path / "b.bank"), str(flipped)])
+    assert json.loads(capsys.readouterr().out)["match"] is False
+    main(["hashbank", "match", str(tmp_path / "b.bank"), str(flipped), "--dihedral"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["match"] is True and result["nearest"]["distance"] <= 31

@@ -162,6 +162,7 @@ def credentials_read(
             anchors = trust_anchors.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read trust anchors {trust_anchors}: {exc}") from exc
+        credentials.check_trust_anchors(anchors, trust_anchors)
     _echo(credentials.read_credentials(image, trust_anchors_pem=anchors).to_dict())
 
 
@@ -183,13 +184,18 @@ def hashbank_add(
     images: Annotated[list[Path], typer.Argument(help="Images to add.")],
     source: Annotated[str | None, typer.Option(help="Where these images came from.")] = None,
 ) -> None:
-    """Hash IMAGES with PDQ and add them to BANK (named after the file)."""
-    from genguard.provenance.hashbank import MIN_QUALITY, pdq_hash
+    """Hash IMAGES with PDQ and add them to BANK (named after the file).
+
+    The hash is of the stored pixels (as ThreatExchange tools compute it); ``match``
+    also looks up the upright hash of EXIF-rotated photos.
+    """
+    from genguard.provenance.hashbank import MIN_QUALITY, hash_image_file
 
     store = _load_or_new(bank)
     added = []
     for path in images:
-        hex_hash, quality = pdq_hash(load_image(path).rgb)
+        hashes = hash_image_file(path)
+        hex_hash, quality = hashes.stored, hashes.quality
         entry = store.add(path.name, hex_hash, {"quality": quality, "source": source or str(path)})
         row = {"name": entry.name, "hash": entry.hash, "quality": quality}
         if quality < MIN_QUALITY:
@@ -205,16 +211,43 @@ def hashbank_match(
     image: Annotated[Path, typer.Argument(help="Image to look up.")],
     threshold: Annotated[int, typer.Option(help="Max Hamming distance for a match.")] = 31,
     limit: Annotated[int, typer.Option(help="Max matches listed.", min=0)] = 10,
+    dihedral: Annotated[
+        bool, typer.Option("--dihedral", help="Also match the 7 rotations and mirror images.")
+    ] = False,
 ) -> None:
-    """Print the nearest entry, its Hamming distance and whether it is a match."""
-    from genguard.provenance.hashbank import HashBank, HashBankError, pdq_hash
+    """Print the nearest entry, its Hamming distance and whether it is a match.
+
+    Both the stored-pixel hash and, for EXIF-rotated photos, the upright one are looked
+    up; ``--dihedral`` adds every rotation and flip of the image.
+    """
+    from genguard.provenance.hashbank import (
+        BankMatch,
+        HashBank,
+        HashBankError,
+        dihedral_hashes,
+        hash_image_file,
+    )
 
     if not bank.exists():
         raise HashBankError(f"no such bank file: {bank}")
     store = HashBank.load(bank)
-    hex_hash, quality = pdq_hash(load_image(image).rgb)
-    nearest = store.nearest(hex_hash)
-    matches = store.match(hex_hash, threshold=threshold, limit=limit)
+    hashes = hash_image_file(image)
+    hex_hash, quality = hashes.stored, hashes.quality
+    queries = hashes.queries()
+    if dihedral:
+        queries += [h for h in dihedral_hashes(load_image(image).rgb) if h not in queries]
+    nearest = min(
+        (m for m in (store.nearest(q) for q in queries) if m is not None),
+        key=lambda m: m.distance,
+        default=None,
+    )
+    found: dict[int, BankMatch] = {}
+    for query in queries:
+        for item in store.match(query, threshold=threshold):
+            key = id(item.entry)
+            if key not in found or item.distance < found[key].distance:
+                found[key] = item
+    matches = sorted(found.values(), key=lambda m: m.distance)[:limit]
     _echo(
         {
             "hash": hex_hash,
@@ -230,13 +263,21 @@ def hashbank_match(
 
 @hashbank_app.command("hash")
 def hashbank_hash(images: Annotated[list[Path], typer.Argument(help="Images to hash.")]) -> None:
-    """Print the PDQ hash and quality of each image."""
-    from genguard.provenance.hashbank import pdq_hash
+    """Print the PDQ hash and quality of each image.
+
+    ``hash`` is of the stored pixels (interchangeable with ThreatExchange and pdqhash);
+    ``hash_oriented`` is added for EXIF-rotated photos (the image as viewers show it).
+    """
+    from genguard.provenance.hashbank import hash_image_file
 
     rows = []
     for path in images:
-        hex_hash, quality = pdq_hash(load_image(path).rgb)
-        rows.append({"file": str(path), "hash": hex_hash, "quality": quality})
+        hashes = hash_image_file(path)
+        row: dict[str, object] = {"file": str(path), "hash": hashes.stored}
+        if hashes.oriented is not None:
+            row["hash_oriented"] = hashes.oriented
+        row["quality"] = hashes.quality
+        rows.append(row)
     _echo(rows)
 
 
