@@ -96,3 +96,28 @@ def test_flipped_copies_match_only_with_dihedral(tmp_path: Path, capsys) -> None
     main(["hashbank", "match", str(tmp_path / "b.bank"), str(flipped), "--dihedral"])
     result = json.loads(capsys.readouterr().out)
     assert result["match"] is True and result["nearest"]["distance"] <= 31
+
+
+def test_embedding_refuses_what_it_would_silently_change(tmp_path: Path, capsys) -> None:
+    still = tmp_path / "still.png"
+    Image.fromarray(np.ascontiguousarray(skimage.data.coffee())).save(still)
+    alpha = tmp_path / "alpha.png"
+    Image.new("RGBA", (400, 300), (200, 100, 50, 128)).save(alpha)
+    deep = tmp_path / "deep.png"
+    Image.fromarray((np.arange(400 * 300).reshape(300, 400) % 65536).astype(np.uint16)).save(deep)
+    frames = [Image.new("RGB", (300, 300), (i * 40, 90, 90)) for i in range(3)]
+    animated = tmp_path / "anim.gif"
+    frames[0].save(animated, save_all=True, append_images=frames[1:])
+    for path, words in ((alpha, "transparency"), (deep, "16-bit"), (animated, "animated")):
+        code = main(["watermark", "embed", str(path), str(tmp_path / "out.png"), "--text", "x"])
+        err = capsys.readouterr().err
+        assert code == 2 and words in err, (path, err)
+        assert not (tmp_path / "out.png").exists()
+    # Too weak to be read back: refused, nothing written.
+    weak = tmp_path / "weak.jpg"
+    code = main(["watermark", "embed", str(still), str(weak), "--text", "x", "--strength", "0.01"])
+    assert code == 2 and "raise --strength" in capsys.readouterr().err
+    assert not weak.exists()
+    assert main(["watermark", "embed", str(still), str(tmp_path / "ok.png"), "--text", "x"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["verified"] is True and result["confidence"] > 0.5
