@@ -46,6 +46,8 @@ AI_SOURCE_TYPES = frozenset(
         IPTC + "compositeWithTrainedAlgorithmicMedia",
     }
 )
+#: Manifest title when the caller gives none (the local file name would leak).
+DEFAULT_TITLE = "image"
 #: Validation codes that mean the content or the manifest changed after signing.
 TAMPER_CODES = frozenset(
     {
@@ -93,6 +95,10 @@ class CredentialsReport:
     ``state`` is c2pa's validation state (``Trusted`` > ``Valid`` > ``Invalid``) or
     ``NoManifest`` / ``Corrupt``. ``signature_valid`` only covers the cryptography;
     ``trusted`` also needs the signer's chain to end at a trust anchor you passed.
+    ``ai_generated`` is true when *any* action of the active manifest declares a
+    generative-AI source type (created or edited); ``ai_edited`` says an action other
+    than ``c2pa.created`` (e.g. an AI ``c2pa.edited``) did. ``digital_source_type`` is the
+    ``c2pa.created`` action's, else the first AI one.
     """
 
     has_manifest: bool
@@ -100,6 +106,7 @@ class CredentialsReport:
     generator: str | None = None
     claim_generator: str | None = None
     ai_generated: bool | None = None
+    ai_edited: bool | None = None
     digital_source_type: str | None = None
     signature_valid: bool = False
     trusted: bool = False
@@ -231,9 +238,10 @@ def sign_image(
     """Return the image bytes of ``source`` with an embedded, signed C2PA manifest.
 
     The image is validated first (genguard's safe loader) so that hostile files fail with
-    a specific ContentError before they reach the native C2PA library.
+    a specific ContentError before they reach the native C2PA library. The manifest
+    title is ``title`` if given, else ``DEFAULT_TITLE`` -- never the source's file name.
     """
-    data, name = read_source_bytes(source, LoadLimits())
+    data, _ = read_source_bytes(source, LoadLimits())
     loaded = decode_bytes(data)
     mime = _MIME.get(loaded.source_format or "")
     if mime is None:
@@ -247,7 +255,9 @@ def sign_image(
     check_signing_certificate(cert_pem)
     alg = _signing_alg(key_pem)
     _check_key_matches(cert_pem, key_pem)
-    manifest = build_manifest(generator, title or (Path(name).name if name else None), ai_generated)
+    # Never the local file name (it can name people, projects, directories): a neutral
+    # title unless the caller chose one.
+    manifest = build_manifest(generator, title or DEFAULT_TITLE, ai_generated)
     try:
         signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(alg, cert_pem, key_pem, tsa_url))
         with signer, c2pa.Builder(manifest) as builder:
@@ -267,8 +277,11 @@ def sign_file(
     generator: str,
     ai_generated: bool = True,
     tsa_url: str | None = None,
+    title: str | None = None,
 ) -> None:
-    """Sign ``source`` into ``dest`` with the PEM certificate chain and key files."""
+    """Sign ``source`` into ``dest`` with the PEM certificate chain and key files.
+
+    The manifest title is ``title`` (opt-in) or the neutral ``DEFAULT_TITLE``."""
     signed = sign_image(
         source,
         cert_pem=_read_pem(cert_path, "certificate"),
@@ -276,6 +289,7 @@ def sign_file(
         generator=generator,
         ai_generated=ai_generated,
         tsa_url=tsa_url,
+        title=title,
     )
     Path(dest).write_bytes(signed)
 
@@ -301,8 +315,12 @@ def read_credentials(
 
     Never raises for a missing or broken manifest (those are findings, reported as
     ``NoManifest`` / ``Corrupt``); raises ContentError only when the file itself cannot
-    be read. Pass ``trust_anchors_pem`` (your CA certificates) to decide ``trusted``.
+    be read. Pass ``trust_anchors_pem`` (your CA certificates) to decide ``trusted``;
+    anchors that are not PEM certificates raise CredentialsError (``bad_trust_anchors``)
+    before the image is read.
     """
+    if trust_anchors_pem is not None:
+        check_trust_anchors(trust_anchors_pem)
     data, _ = read_source_bytes(source, LoadLimits())
     mime = _sniff_mime(data)
     if mime is None:
@@ -327,10 +345,38 @@ def read_credentials(
     except c2pa.C2paError as exc:
         if type(exc).__name__.endswith("ManifestNotFound"):
             return CredentialsReport(has_manifest=False, state="NoManifest")
+        if not _has_manifest_store(data):
+            # A truncated or bare file that c2pa cannot parse, but nothing in it looks
+            # like a manifest store: there are no credentials to be tampered with.
+            return CredentialsReport(
+                has_manifest=False,
+                state="NoManifest",
+                errors=[f"no C2PA manifest found (file could not be parsed: {exc})"],
+            )
         return CredentialsReport(
             has_manifest=True, state="Corrupt", tampered=True, errors=[f"corrupt manifest: {exc}"]
         )
     return summarise_store(store)
+
+
+def _has_manifest_store(data: bytes) -> bool:
+    """Whether the bytes hold (part of) a C2PA manifest store: a JUMBF superbox
+    (``jumb``) with a ``c2pa`` description label, wherever the container put it."""
+    return b"jumb" in data and b"c2pa" in data
+
+
+def check_trust_anchors(pem: bytes, name: str | os.PathLike[str] | None = None) -> None:
+    """Raise CredentialsError unless ``pem`` is a bundle of PEM X.509 certificates
+    (``name``, the file it came from, goes into the message)."""
+    where = f"trust anchors file {name}" if name is not None else "trust anchors"
+    try:
+        x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        raise CredentialsError(
+            f"{where} is not a PEM certificate bundle "
+            "(expected -----BEGIN CERTIFICATE----- blocks of CA certificates)",
+            code="bad_trust_anchors",
+        ) from exc
 
 
 def _identify(data: bytes) -> str:
@@ -369,6 +415,10 @@ def summarise_store(store: dict[str, Any]) -> CredentialsReport:
     fail_codes = {f.get("code", "") for f in failures}
     action = _created_action(active)
     source_type = action.get("digitalSourceType") if action else None
+    ai_types = _ai_source_types(active)
+    ai_edited = any(t != "c2pa.created" for t, _ in ai_types)
+    if source_type is None and ai_types:
+        source_type = ai_types[0][1]
     agent = action.get("softwareAgent") if action else None
     generator = agent.get("name") if isinstance(agent, dict) else agent
     info = next(iter(active.get("claim_generator_info", [])), None)
@@ -380,10 +430,14 @@ def summarise_store(store: dict[str, Any]) -> CredentialsReport:
         state=state,
         generator=generator or claim_gen,
         claim_generator=claim_gen,
-        ai_generated=(source_type in AI_SOURCE_TYPES) if source_type else False,
+        ai_generated=bool(ai_types),
+        ai_edited=ai_edited,
         digital_source_type=source_type,
+        # A valid signature over a manifest whose hard binding fails (a manifest moved
+        # onto other content, edited pixels) does not vouch for *this* image.
         signature_valid="claimSignature.validated" in successes
-        and not any(c.startswith("claimSignature") for c in fail_codes),
+        and not any(c.startswith("claimSignature") for c in fail_codes)
+        and not fail_codes & TAMPER_CODES,
         trusted=state == "Trusted",
         tampered=bool(fail_codes & TAMPER_CODES),
         signer=sig.get("common_name"),
@@ -392,12 +446,36 @@ def summarise_store(store: dict[str, Any]) -> CredentialsReport:
     )
 
 
-def _created_action(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """The first ``c2pa.created`` action of the manifest's actions assertion(s)."""
+def _actions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every action of the manifest's ``c2pa.actions`` / ``c2pa.actions.v2`` assertions."""
+    found: list[dict[str, Any]] = []
     for assertion in manifest.get("assertions", []):
+        if not isinstance(assertion, dict):
+            continue
         if not str(assertion.get("label", "")).startswith("c2pa.actions"):
             continue
-        for action in assertion.get("data", {}).get("actions", []):
-            if action.get("action") == "c2pa.created":
-                return action
+        data = assertion.get("data")
+        actions = data.get("actions", []) if isinstance(data, dict) else []
+        found.extend(a for a in actions if isinstance(a, dict))
+    return found
+
+
+def _created_action(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The first ``c2pa.created`` action of the manifest's actions assertion(s)."""
+    for action in _actions(manifest):
+        if action.get("action") == "c2pa.created":
+            return action
     return None
+
+
+def _ai_source_types(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(action, digitalSourceType)`` of every action that declares generative AI.
+
+    Any action counts, not only ``c2pa.created``: an AI edit (``c2pa.edited`` with
+    ``trainedAlgorithmicMedia``, e.g. inpainting) makes the image AI-generated too.
+    """
+    return [
+        (str(a.get("action", "")), str(a["digitalSourceType"]))
+        for a in _actions(manifest)
+        if a.get("digitalSourceType") in AI_SOURCE_TYPES
+    ]
