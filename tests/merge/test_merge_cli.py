@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from merge_helpers import SD1_KEYS, random_state
+from merge_helpers import POSITION_IDS, SD1_KEYS, random_state
 from safetensors.numpy import load_file
 
 from genguard.cli import main
@@ -66,3 +66,60 @@ def test_merge_command_with_progress_bar_and_new_folder(
     out = tmp_path / "new" / "folder" / "m.safetensors"
     assert main(["merge", str(recipe), "-o", str(out), "--no-hash"]) == 0
     assert out.is_file() and "slerp" in capsys.readouterr().err
+
+
+def test_merge_summary_mentions_copied_position_ids(
+    make_ckpt: Callable, write_recipe, tmp_path: Path, capsys
+) -> None:
+    for name, seed in (("a", 1), ("b", 2)):
+        state = random_state(SD1_KEYS, seed)
+        state[POSITION_IDS] = state[POSITION_IDS].astype(np.float32)
+        make_ckpt(name, state)
+    recipe = write_recipe({"method": "weighted_sum", "models": ["a.safetensors", "b.safetensors"]})
+    assert main(["merge", str(recipe), "-o", str(tmp_path / "m.safetensors"), "-q"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "position_ids copied from the primary model" in err
+
+
+def _two_models(make_ckpt: Callable, write_recipe) -> Path:
+    make_ckpt("a", random_state(SD1_KEYS, 1))
+    make_ckpt("b", random_state(SD1_KEYS, 2))
+    return write_recipe({"method": "slerp", "models": ["a.safetensors", "b.safetensors"]})
+
+
+def test_existing_output_needs_force(
+    make_ckpt: Callable, write_recipe, tmp_path: Path, capsys
+) -> None:
+    recipe = _two_models(make_ckpt, write_recipe)
+    out = tmp_path / "m.safetensors"
+    out.write_bytes(b"precious")
+    assert main(["merge", str(recipe), "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert out.read_bytes() == b"precious"
+    assert main(["merge", str(recipe), "-o", str(out), "-q", "--force"]) == 0
+    assert load_file(str(out))
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".pt", ".pth", ".bin", ".CKPT"])
+def test_pickle_output_names_are_refused(
+    make_ckpt: Callable, write_recipe, tmp_path: Path, capsys, suffix: str
+) -> None:
+    recipe = _two_models(make_ckpt, write_recipe)
+    out = tmp_path / "sub" / f"m{suffix}"
+    assert main(["merge", str(recipe), "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "safetensors" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not out.parent.exists()
+
+
+def test_output_folder_is_not_created_when_inputs_are_bad(
+    make_ckpt: Callable, write_recipe, tmp_path: Path, capsys
+) -> None:
+    make_ckpt("a", random_state(SD1_KEYS, 1))
+    make_ckpt("b", {k: v for k, v in random_state(SD1_KEYS, 2).items() if "fc1" not in k})
+    recipe = write_recipe({"method": "slerp", "models": ["a.safetensors", "b.safetensors"]})
+    out = tmp_path / "new" / "folder" / "m.safetensors"
+    assert main(["merge", str(recipe), "-o", str(out), "-q"]) == 2
+    assert "lacks 1 key" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()

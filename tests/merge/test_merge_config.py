@@ -125,3 +125,28 @@ def test_block_list_needs_a_base_value(make_ckpt: Callable, tmp_path: Path) -> N
     )
     with pytest.raises(ConfigError, match="already starts with BASE"):
         merge(cfg, tmp_path / "o.safetensors")
+
+
+def _linear(*weights, **params) -> dict:
+    models = [{"model": f"m{i}", "parameters": {"weight": w}} for i, w in enumerate(weights)]
+    return {"method": "linear", "models": models, "parameters": params}
+
+
+@pytest.mark.parametrize("weights", [(1.0, -1.0), (0.5, -0.4999999), (0.0,), (1.0, -0.5, -0.5)])
+def test_linear_weights_summing_to_zero_are_refused(weights) -> None:
+    last = len(weights) - 1
+    with pytest.raises(ConfigError, match=rf"^models\.{last}\.parameters\.weight: .*sum to 0"):
+        parse_config(_linear(*weights))
+    parse_config(_linear(*weights, normalize=0))  # no division: fine
+
+
+def test_linear_block_weights_summing_to_zero_are_refused(make_ckpt: Callable) -> None:
+    from genguard.merge import merge
+
+    pa, pb = make_ckpt("a", random_state(SD1_KEYS, 1)), make_ckpt("b", random_state(SD1_KEYS, 2))
+    recipe = _linear({"default": 1.0, "blocks": {"M00": 1.0}}, 1.0)
+    recipe["models"][0]["model"], recipe["models"][1]["model"] = str(pa), str(pb)
+    recipe["models"][1]["parameters"]["weight"] = {"default": 1.0, "blocks": {"M00": -1.0}}
+    with pytest.raises(ConfigError, match=r"models\.1\.parameters\.weight: .*sum to 0.*M00"):
+        merge(parse_config(recipe), pa.parent / "o.safetensors")
+    assert not (pa.parent / "o.safetensors").exists()

@@ -57,3 +57,12 @@ def test_merging_identical_models_changes_nothing(name: str) -> None:
     base = model if method.needs_base else None
     result = method.fn(_context(method, [model.copy(), model.copy(), model.copy()], base))
     assert np.allclose(result, model, atol=1e-5), name
+
+
+@pytest.mark.parametrize("name", MERGE_METHODS.names())
+def test_every_method_handles_zero_dim_tensors(name: str) -> None:
+    method = MERGE_METHODS.get(name)
+    base = np.array(2.0, np.float32)
+    tensors = [np.array(v, np.float32) for v in (2.5, 1.5, 3.0)]
+    result = np.asarray(method.fn(_context(method, tensors, base)), dtype=np.float32)
+    assert result.shape == () and np.isfinite(result)

@@ -182,3 +182,81 @@ def test_progress_reports_bytes_up_to_total(make_ckpt: Ckpt, tmp_path: Path) -> 
     assert len(seen) == len(SD1_KEYS) + 1
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert seen[-1][0] == seen[-1][1] == report.bytes_written
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_zero_dim_tensors_keep_their_shape(make_ckpt: Ckpt, tmp_path: Path, dtype: str) -> None:
+    # SD 2.x/SDXL carry logit_scale; SD 1.x files keep model_ema.decay/num_updates as 0-d.
+    a, b = random_state(SD1_KEYS, 1), random_state(SD1_KEYS, 2)
+    a["cond_stage_model.model.logit_scale"] = np.array(4.0, np.float32)
+    b["cond_stage_model.model.logit_scale"] = np.array(2.0, np.float32)
+    a["model_ema.decay"], b["model_ema.decay"] = np.array(0.9999, np.float32), np.array(0.5)
+    a["model_ema.num_updates"] = np.array(1000, np.int32)
+    b["model_ema.num_updates"] = np.array(7, np.int32)
+    b["model_ema.decay"] = b["model_ema.decay"].astype(np.float32)
+    recipe = ws(make_ckpt("a", a), make_ckpt("b", b), dtype=dtype)
+    report = merge(parse_config(recipe), tmp_path / "o.safetensors", hash_sources=False)
+    out = load_file(str(tmp_path / "o.safetensors")) if dtype == "fp32" else None
+    with SafetensorsReader(tmp_path / "o.safetensors") as r:
+        assert r.tensors["cond_stage_model.model.logit_scale"].shape == ()
+        assert r.read_float32("cond_stage_model.model.logit_scale") == np.float32(3.0)
+        assert r.tensors["model_ema.num_updates"].shape == ()
+        assert r.read_raw("model_ema.num_updates") == 1000
+    assert report.copied_non_float == 2  # position_ids and num_updates
+    if out is not None:
+        assert out["model_ema.decay"].shape == ()
+        np.testing.assert_allclose(out["model_ema.decay"], 0.5 * 0.9999 + 0.25, rtol=1e-6)
+
+
+def test_float_position_ids_are_copied_not_merged(make_ckpt: Ckpt, tmp_path: Path) -> None:
+    # community SD 1.x files often store position_ids as float32 0..76
+    a, b = random_state(SD1_KEYS, 1), random_state(SD1_KEYS, 2)
+    a[POSITION_IDS] = np.arange(77, dtype=np.float32).reshape(1, 77)
+    b[POSITION_IDS] = np.arange(77, dtype=np.float32).reshape(1, 77) * 0.999
+    recipe = ws(make_ckpt("a", a), make_ckpt("b", b), parameters={"alpha": 0.3}, dtype="fp16")
+    report = merge(parse_config(recipe), tmp_path / "o.safetensors", hash_sources=False)
+    out = load_file(str(tmp_path / "o.safetensors"))
+    np.testing.assert_array_equal(out[POSITION_IDS], a[POSITION_IDS])
+    assert out[POSITION_IDS].dtype == np.float32  # copied as stored, never cast
+    assert report.copied_ids == [POSITION_IDS] and report.merged == len(SD1_KEYS)
+
+
+@pytest.mark.parametrize("first_is_float", [True, False])
+def test_float_and_int_position_ids_mix(make_ckpt: Ckpt, tmp_path: Path, first_is_float) -> None:
+    a, b = random_state(SD1_KEYS, 1), random_state(SD1_KEYS, 2)
+    (a if first_is_float else b)[POSITION_IDS] = np.arange(77, dtype=np.float32).reshape(1, 77)
+    merge(parse_config(ws(make_ckpt("a", a), make_ckpt("b", b))), tmp_path / "o.safetensors")
+    out = load_file(str(tmp_path / "o.safetensors"))
+    np.testing.assert_array_equal(out[POSITION_IDS], a[POSITION_IDS])
+
+
+def _kohya_lora() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    state = {}
+    for name in (
+        "lora_unet_down_blocks_0_attentions_0_proj_in",
+        "lora_te_text_model_encoder_layers_0_mlp_fc1",
+    ):
+        state[f"{name}.lora_down.weight"] = rng.standard_normal((4, 8)).astype(np.float32)
+        state[f"{name}.lora_up.weight"] = rng.standard_normal((8, 4)).astype(np.float32)
+        state[f"{name}.alpha"] = np.array(4.0, np.float32)
+    return state
+
+
+def _diffusers_lora() -> dict[str, np.ndarray]:
+    prefix = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    return {
+        f"{prefix}.lora.down.weight": np.ones((4, 8), np.float32),
+        f"{prefix}.lora.up.weight": np.ones((8, 4), np.float32),
+        f"{prefix}.alpha": np.array(4.0, np.float32),
+    }
+
+
+@pytest.mark.parametrize("lora", [_kohya_lora, _diffusers_lora])
+@pytest.mark.parametrize("policy", ["error", "copy_base"])
+def test_lora_files_are_refused(make_ckpt: Ckpt, tmp_path: Path, lora, policy: str) -> None:
+    pa, pl = make_ckpt("a", random_state(SD1_KEYS, 1)), make_ckpt("style_lora", lora())
+    recipe = ws(pa, pl, on_missing=policy, on_shape_mismatch=policy)
+    with pytest.raises(MergeInputError, match=r"models\.1 \(style_lora\.safetensors\) is a LoRA"):
+        merge(parse_config(recipe), tmp_path / "o.safetensors")
+    assert not (tmp_path / "o.safetensors").exists()

@@ -129,3 +129,52 @@ def test_truncated_and_malformed_files(tmp_path: Path) -> None:
         SafetensorsReader(tmp_path / "bad.safetensors")
     with pytest.raises(SafetensorsFormatError, match="no such file"):
         SafetensorsReader(tmp_path / "absent.safetensors")
+
+
+def _crafted(tmp_path: Path, header: dict | bytes, data: bytes = bytes(16)) -> Path:
+    """A hand-made file: 8-byte little-endian header length, JSON header, data."""
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    path = tmp_path / "crafted.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return path
+
+
+def _entry(shape, offsets=(0, 16), dtype="F32") -> dict:
+    return {"dtype": dtype, "shape": shape, "data_offsets": list(offsets)}
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ({"w": _entry([-2, -2])}, r"'w'.*negative"),
+        ({"w": _entry([4, -1], (0, 0))}, r"'w'.*negative"),
+        ({"w": _entry([2.0, 2])}, r"'w'.*integer"),
+        ({"w": _entry([True, 4])}, r"'w'.*integer"),
+        ({"w": _entry("4")}, r"'w'.*list"),
+        ({"w": _entry([2**32, 2**32, 2**32, 2**32], (0, 0), "U8")}, r"'w'.*inconsistent"),
+        ({"w": _entry([2**62, 4], (0, 0))}, r"'w'.*inconsistent"),
+        ({"w": _entry([4], (0.0, 16))}, r"'w'.*data_offsets"),
+        ({"w": _entry([4], (0, 16, 32))}, r"'w'.*data_offsets"),
+        ({"a": _entry([4]), "b": _entry([2], (8, 16))}, r"'[ab]' and '[ab]' have overlapping"),
+        ({"a": _entry([2], (8, 16)), "b": _entry([4])}, r"'[ab]' and '[ab]' have overlapping"),
+        ({"__metadata__": ["x"], "w": _entry([4])}, r"__metadata__.*object"),
+        ({"__metadata__": "x", "w": _entry([4])}, r"__metadata__.*object"),
+        ({"__metadata__": {"n": 1}, "w": _entry([4])}, r"__metadata__.*'n'.*string"),
+        ({"__metadata__": {"n": {"deep": "x"}}, "w": _entry([4])}, r"__metadata__.*'n'.*string"),
+        ({"w": [1, 2, 3]}, r"malformed header entry 'w'"),
+        (b"[" * 100_000 + b"]" * 100_000, r"nested too deeply"),
+        (b'{"w": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", r"nested too deeply"),
+    ],
+)
+def test_crafted_headers_fail_with_one_line(tmp_path: Path, header, message: str) -> None:
+    path = _crafted(tmp_path, header)
+    with pytest.raises(SafetensorsFormatError, match=message) as info:
+        SafetensorsReader(path)
+    assert "crafted.safetensors" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_adjacent_and_empty_tensors_are_fine(tmp_path: Path) -> None:
+    header = {"__metadata__": {"format": "pt"}, "a": _entry([2], (0, 8)), "b": _entry([2], (8, 16))}
+    header["e"] = _entry([0, 3], (16, 16))
+    with SafetensorsReader(_crafted(tmp_path, header)) as r:
+        assert r.metadata == {"format": "pt"} and r.read_raw("e").shape == (0, 3)

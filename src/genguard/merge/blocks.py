@@ -26,6 +26,21 @@ _BEFORE_INPUT = (UNET_PREFIX + "time_embed.", UNET_PREFIX + "label_emb.")
 _FINAL_OUT = UNET_PREFIX + "out."
 
 
+#: Keys of LoRA / LyCORIS files: kohya (``lora_unet_*.lora_down.weight``, ``lora_te_*``),
+#: diffusers (``*.lora.down.weight``) and PEFT (``*.lora_A.weight``) naming.
+_RE_LORA = re.compile(
+    r"(^lora_(unet|te\d?)_)|[._]lora[._](down|up)\.|\.lora_[AB]\.|\.(hada|lokr)_w\d"
+)
+
+
+def is_lora(keys: Iterable[str]) -> bool:
+    """Whether a file's keys are those of a LoRA (an add-on), not a full checkpoint."""
+    keys = list(keys)
+    lora = sum(1 for k in keys if _RE_LORA.search(k))
+    alphas = sum(1 for k in keys if k.endswith(".alpha"))
+    return lora > 0 and 2 * (lora + alphas) >= len(keys)
+
+
 class Architecture(StrEnum):
     """Single-file checkpoint families we recognise, by their key layout."""
 

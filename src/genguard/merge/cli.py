@@ -37,6 +37,9 @@ def merge_cmd(
         bool, typer.Option("--no-hash", help="skip the sources' SHA-256 in the metadata")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="overwrite the output file if it exists")
+    ] = False,
 ) -> None:
     """Merge checkpoints as a recipe describes, streaming one tensor at a time."""
     from genguard.merge.config import load_config, parse_config
@@ -62,7 +65,7 @@ def merge_cmd(
         def progress(done: int, total: int, key: str) -> None:
             bar.update(task, completed=done, total=total)
 
-        report = merge(cfg, out, progress=progress, hash_sources=not no_hash)
+        report = merge(cfg, out, progress=progress, hash_sources=not no_hash, overwrite=force)
     copied = len(report.copied_missing) + len(report.copied_mismatch)
     console.print(
         f"wrote {report.output} ({report.bytes_written / 2**20:.1f} MiB, {report.tensors} "
@@ -71,6 +74,12 @@ def merge_cmd(
         f"{report.method}, {report.seconds:.1f}s",
         highlight=False,
     )
+    if report.copied_ids:
+        console.print(
+            f"[yellow]note:[/yellow] {len(report.copied_ids)} float position_ids copied from "
+            f"the primary model, not merged ({report.copied_ids[0]})",
+            highlight=False,
+        )
     if report.dropped:
         console.print(
             f"[yellow]note:[/yellow] {len(report.dropped)} key(s) not in the primary model "

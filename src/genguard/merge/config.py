@@ -203,6 +203,38 @@ def _block_values(value: BlockWeights) -> list[float]:
     return [*blocks, *([value.default] if value.default is not None else [])]
 
 
+#: |sum of weights| below this cannot be normalised (the result would blow up).
+MIN_WEIGHT_SUM = 1e-6
+
+
+def weight_sum_problem(weights: list[float], normalize: float, where: str) -> str | None:
+    """Why ``linear``-style normalisation by ``sum(weights)`` is impossible, or None."""
+    total = sum(weights)
+    if not normalize or abs(total) >= MIN_WEIGHT_SUM:
+        return None
+    shown = " + ".join(f"{w:g}" for w in weights)
+    return (
+        f"{where}: the models' weights sum to 0 ({shown}), so normalising by their sum "
+        "would blow the result up; change a weight or set parameters.normalize: 0"
+    )
+
+
+def _check_weight_sum(cfg: MergeConfig, method: MergeMethod) -> None:
+    """Refuse scalar weights summing to ~0 (per-block ones are checked by the engine)."""
+    if not method.normalizes_weights:
+        return
+    normalize = cfg.parameters.get("normalize", method.params.get("normalize", 1.0))
+    default = method.model_params.get("weight", 1.0)
+    weights = [m.parameters.get("weight", default) for m in cfg.models]
+    scalars = [float(w) for w in weights if not isinstance(w, BlockWeights)]
+    if isinstance(normalize, BlockWeights) or len(scalars) != len(weights):
+        return
+    where = f"models.{len(cfg.models) - 1}.parameters.weight"
+    problem = weight_sum_problem(scalars, float(normalize), where)
+    if problem:
+        raise ConfigError(problem)
+
+
 def validate_method(cfg: MergeConfig) -> MergeMethod:
     """Check the recipe against its method's contract (counts, base, parameter names)."""
     method = cfg.merge_method
@@ -232,6 +264,7 @@ def validate_method(cfg: MergeConfig) -> MergeMethod:
                     f"{where}.weight: {method.name!r} needs positive weights (for negation "
                     "use task_arithmetic with a negative weight)"
                 )
+    _check_weight_sum(cfg, method)
     return method
 
 

@@ -27,9 +27,15 @@ from typing import Any
 import numpy as np
 
 from genguard import __version__
-from genguard.errors import GenguardError
-from genguard.merge.blocks import Architecture, block_of, detect_architecture
-from genguard.merge.config import BlockWeights, MergeConfig, ParamValue
+from genguard.errors import ConfigError, GenguardError
+from genguard.merge.blocks import (
+    BASE_BLOCK,
+    Architecture,
+    block_of,
+    detect_architecture,
+    is_lora,
+)
+from genguard.merge.config import BlockWeights, MergeConfig, ParamValue, weight_sum_problem
 from genguard.merge.methods import MergeMethod, TensorContext
 from genguard.merge.safetensors_io import (
     DTYPE_ALIASES,
@@ -44,6 +50,8 @@ from genguard.merge.safetensors_io import (
 ProgressFn = Callable[[int, int, str], None]
 
 _MAX_LISTED = 5
+#: Output names that promise a pickle checkpoint; genguard writes safetensors only.
+_PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
 
 
 class MergeInputError(GenguardError):
@@ -62,6 +70,7 @@ class MergeReport:
     tensors: int = 0
     merged: int = 0
     copied_non_float: int = 0
+    copied_ids: list[str] = field(default_factory=list)  # float position_ids, never merged
     copied_missing: list[str] = field(default_factory=list)
     copied_mismatch: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # keys absent from the primary model
@@ -76,7 +85,12 @@ class _Step:
 
     key: str
     action: str  # "merge" | "copy" (primary's tensor, cast if float)
-    reason: str = ""  # why a float tensor is copied: missing | mismatch
+    reason: str = ""  # why a float tensor is copied: missing | mismatch | ids
+
+
+def _is_index_tensor(key: str) -> bool:
+    """Tensors holding indices, not weights (CLIP's position_ids): never merged."""
+    return key.endswith("position_ids")
 
 
 class _Params:
@@ -99,6 +113,18 @@ class _Params:
             }
             for i, spec in enumerate(cfg.models)
         ]
+        if method.normalizes_weights:
+            self._check_weight_sums(len(cfg.models))
+
+    def _check_weight_sums(self, n_models: int) -> None:
+        """Per-block weights summing to ~0 would blow a normalised merge up."""
+        where = f"models.{n_models - 1}.parameters.weight"
+        for block in [BASE_BLOCK, *self.arch.block_names]:
+            weights = [_lookup(m["weight"], block) for m in self.model_tables]
+            normalize = _lookup(self.global_tables.get("normalize", 1.0), block)
+            problem = weight_sum_problem(weights, normalize, where)
+            if problem:
+                raise ConfigError(f"{problem} (block {block})")
 
     def for_key(self, key: str) -> tuple[dict[str, float], list[dict[str, float]]]:
         """Global and per-model parameter values that apply to ``key``."""
@@ -145,6 +171,9 @@ class _Plan:
         for key, info in primary.tensors.items():
             if not info.is_float:
                 self.steps.append(_Step(key, "copy"))
+                continue
+            if _is_index_tensor(key):  # float ids (0..76): a weighted sum gives 28.999998
+                self.steps.append(_Step(key, "copy", "ids"))
                 continue
             reason = ""
             for role, reader in others:
@@ -240,6 +269,11 @@ def _open_sources(cfg: MergeConfig) -> dict[str, SafetensorsReader]:
             if not path.is_file():
                 raise MergeInputError(f"{role}: {path}: no such file")
             readers[role] = SafetensorsReader(path)
+            if is_lora(readers[role].tensors):
+                raise MergeInputError(
+                    f"{role} ({path.name}) is a LoRA, not a checkpoint; baking LoRAs into "
+                    "a model is not supported yet"
+                )
     except BaseException:
         for r in readers.values():
             r.close()
@@ -253,24 +287,38 @@ def merge(
     *,
     progress: ProgressFn | None = None,
     hash_sources: bool = True,
+    overwrite: bool = False,
 ) -> MergeReport:
     """Merge the checkpoints of ``cfg`` into the safetensors file ``out``, streaming.
 
     The file appears atomically (written as ``out.partial``, then renamed), so an
-    interrupted merge never leaves a truncated checkpoint under the final name.
+    interrupted merge never leaves a truncated checkpoint under the final name. An
+    existing ``out`` is replaced only with ``overwrite`` (the CLI's ``--force``).
     """
     start = time.perf_counter()
     out = Path(out)
     method = cfg.merge_method
     if any(out.resolve() == p.resolve() for _, p in cfg.sources()):
         raise MergeInputError(f"--out {out} is one of the inputs; choose another file")
+    _check_output(out, overwrite)
     readers = _open_sources(cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         return _merge_open(cfg, method, readers, out, progress, hash_sources, start)
     finally:
         for r in readers.values():
             r.close()
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    if out.suffix.lower() in _PICKLE_SUFFIXES:
+        raise MergeInputError(
+            f"--out {out}: genguard writes safetensors only, not a {out.suffix} pickle; "
+            "name the output .safetensors"
+        )
+    if out.is_dir():
+        raise MergeInputError(f"--out {out} is a folder; give a file name")
+    if out.exists() and not overwrite:
+        raise MergeInputError(f"--out {out} already exists; pass --force to overwrite it")
 
 
 def _merge_open(
@@ -293,7 +341,7 @@ def _merge_open(
             OutputTensor(
                 s.key,
                 _output_dtype(cfg, primary.tensors[s.key].dtype)
-                if primary.tensors[s.key].is_float
+                if primary.tensors[s.key].is_float and s.reason != "ids"
                 else primary.tensors[s.key].dtype,
                 primary.tensors[s.key].shape,
             )
@@ -301,6 +349,7 @@ def _merge_open(
         ]
     )
     steps = {s.key: s for s in plan.steps}
+    out.parent.mkdir(parents=True, exist_ok=True)  # only now that the inputs are checked
     hasher = _SourceHasher([p for _, p in cfg.sources()], hash_sources)
     writer = SafetensorsWriter(out, entries, _metadata(cfg, plan.arch, hasher, placeholder=True))
     try:
@@ -337,6 +386,9 @@ def _produce(
     info = primary.tensors[step.key]
     if not info.is_float:
         report.copied_non_float += 1
+        return primary.read_raw(step.key)
+    if step.reason == "ids":  # copied as stored, in its own dtype
+        report.copied_ids.append(step.key)
         return primary.read_raw(step.key)
     if step.action == "copy":
         (report.copied_missing if step.reason == "missing" else report.copied_mismatch).append(

@@ -69,6 +69,8 @@ class MergeMethod:
     params: dict[str, float] = field(default_factory=dict)
     model_params: dict[str, float] = field(default_factory=dict)
     positive_weights: bool = False
+    #: Divides by the sum of the ``weight`` parameters when ``normalize`` is on (linear).
+    normalizes_weights: bool = False
 
 
 #: Merge methods by name; other packages add theirs through ``genguard.merge_methods``.
@@ -88,6 +90,7 @@ def register_merge_method(
     params: dict[str, float] | None = None,
     model_params: dict[str, float] | None = None,
     positive_weights: bool = False,
+    normalizes_weights: bool = False,
 ) -> Callable[[MergeFn], MergeFn]:
     """Decorator adding a merge function to :data:`MERGE_METHODS` under ``name``."""
 
@@ -105,6 +108,7 @@ def register_merge_method(
                 params=dict(params or {}),
                 model_params=dict(model_params or {}),
                 positive_weights=positive_weights,
+                normalizes_weights=normalizes_weights,
             ),
         )
         return fn
@@ -209,6 +213,7 @@ def weighted_sum(ctx: TensorContext) -> np.ndarray:
     min_models=1,
     params={"normalize": 1.0},
     model_params={"weight": 1.0},
+    normalizes_weights=True,
 )
 def linear(ctx: TensorContext) -> np.ndarray:
     """Weighted average of any number of models."""

@@ -22,7 +22,9 @@ float32; narrowing rounds to nearest-even. Files written here load with the offi
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -94,7 +96,8 @@ def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
 
 def f32_to_bf16(values: np.ndarray) -> np.ndarray:
     """Narrow float32 to raw bfloat16 bits with round-to-nearest-even (NaN stays NaN)."""
-    u = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    values = np.asarray(values, dtype=np.float32)
+    u = np.ascontiguousarray(values).reshape(values.shape).view(np.uint32)
     rounding = ((u >> 16) & 1) + np.uint32(0x7FFF)
     out = ((u + rounding) >> 16).astype(np.uint16)
     nan = np.isnan(values)
@@ -164,25 +167,65 @@ class SafetensorsReader:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             msg = _describe_non_safetensors(head, self.path)
             raise SafetensorsFormatError(msg) from exc
+        except RecursionError:
+            raise SafetensorsFormatError(
+                f"{self.path}: the JSON header is nested too deeply to be a safetensors header"
+            ) from None
         if not isinstance(header, dict):
             raise SafetensorsFormatError(_describe_non_safetensors(head, self.path))
-        metadata = header.pop("__metadata__", None) or {}
+        metadata = self._parse_metadata(header.pop("__metadata__", None))
         data_start = 8 + n
         tensors: dict[str, TensorInfo] = {}
         for key, entry in header.items():
             tensors[key] = self._parse_entry(key, entry, data_start, size)
-        return tensors, {str(k): str(v) for k, v in metadata.items()}
+        self._check_overlaps(tensors)
+        return tensors, metadata
+
+    def _parse_metadata(self, metadata: Any) -> dict[str, str]:
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, dict):
+            raise SafetensorsFormatError(
+                f"{self.path}: __metadata__ must be an object of strings, "
+                f"not {type(metadata).__name__}"
+            )
+        for k, v in metadata.items():
+            if not isinstance(v, str):
+                raise SafetensorsFormatError(
+                    f"{self.path}: __metadata__ value {k!r} must be a string, "
+                    f"not {type(v).__name__}"
+                )
+        return dict(metadata)
+
+    def _check_overlaps(self, tensors: dict[str, TensorInfo]) -> None:
+        """Each byte of the data section belongs to at most one tensor."""
+        spans = sorted((i.begin, i.end, k) for k, i in tensors.items() if i.end > i.begin)
+        for (_, prev_end, prev), (begin, _, key) in itertools.pairwise(spans):
+            if begin < prev_end:
+                raise SafetensorsFormatError(
+                    f"{self.path}: tensors {prev!r} and {key!r} have overlapping data_offsets"
+                )
 
     def _parse_entry(self, key: str, entry: Any, data_start: int, size: int) -> TensorInfo:
         try:
             dtype = str(entry["dtype"])
-            shape = tuple(int(d) for d in entry["shape"])
-            begin, end = (int(x) for x in entry["data_offsets"])
+            shape_in, offsets = entry["shape"], entry["data_offsets"]
         except (KeyError, TypeError, ValueError) as exc:
             raise SafetensorsFormatError(f"{self.path}: malformed header entry {key!r}") from exc
+        where = f"{self.path}: tensor {key!r}"
+        if not isinstance(shape_in, list):
+            raise SafetensorsFormatError(f"{where}: shape must be a list of integers")
+        if not all(_is_int(d) for d in shape_in):
+            raise SafetensorsFormatError(f"{where}: shape {shape_in} has a non-integer dim")
+        if any(d < 0 for d in shape_in):
+            raise SafetensorsFormatError(f"{where}: shape {shape_in} has a negative dim")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))):
+            raise SafetensorsFormatError(f"{where}: data_offsets must be two integers")
+        shape: tuple[int, ...] = tuple(shape_in)
+        begin, end = offsets
         if dtype not in RAW_DTYPES:
             raise SafetensorsFormatError(f"{self.path}: tensor {key!r} has unknown dtype {dtype}")
-        expected = int(np.prod(shape, dtype=np.int64)) * RAW_DTYPES[dtype].itemsize
+        expected = math.prod(shape) * RAW_DTYPES[dtype].itemsize  # Python ints: no overflow
         if end - begin != expected or begin < 0 or data_start + end > size:
             raise SafetensorsFormatError(
                 f"{self.path}: tensor {key!r} has inconsistent offsets (truncated file?)"
@@ -298,7 +341,10 @@ class SafetensorsWriter:
         expected = self.next_entry
         if expected is None or expected.key != key:
             raise RuntimeError(f"tensor {key!r} written out of order (expected {expected})")
-        data = np.ascontiguousarray(raw, dtype=RAW_DTYPES[expected.dtype])
+        # not ascontiguousarray: it turns 0-d tensors (logit_scale, num_updates) into 1-d
+        data = np.asarray(raw, dtype=RAW_DTYPES[expected.dtype])
+        if not data.flags.c_contiguous:
+            data = data.copy(order="C")
         if tuple(data.shape) != expected.shape:
             raise RuntimeError(f"tensor {key!r} has shape {data.shape}, expected {expected.shape}")
         self._file.write(data.reshape(-1).view(np.uint8).data)
@@ -320,6 +366,10 @@ class SafetensorsWriter:
         if not self._file.closed:
             self._file.close()
         self._tmp.unlink(missing_ok=True)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _round_up(n: int, multiple: int) -> int:
