@@ -11,8 +11,11 @@ Outside a scope (the CLI, the library) :func:`checkpoint` costs one context look
 from __future__ import annotations
 
 import contextvars
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 from genguard.errors import GenguardError
 
@@ -43,3 +46,26 @@ def checkpoint() -> None:
     test = _is_cancelled.get()
     if test is not None and test():
         raise Cancelled("work abandoned by its caller (request timed out)")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within this block, SIGTERM unwinds like Ctrl-C instead of killing the process.
+
+    Why: ``kill``, ``docker stop`` and systemd send SIGTERM, whose default action ends
+    the process without running ``finally`` blocks, so a merge left ``OUT.partial``
+    behind and a scan its last batch unflushed. As an interrupt, every cleanup runs.
+    Only the main thread can install handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -123,3 +123,31 @@ def test_output_folder_is_not_created_when_inputs_are_bad(
     assert main(["merge", str(recipe), "-o", str(out), "-q"]) == 2
     assert "lacks 1 key" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+def test_sigterm_mid_merge_leaves_no_partial_file(
+    make_ckpt: Callable, write_recipe, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """``kill`` / ``docker stop`` unwind like Ctrl-C: the half-written output is removed."""
+    import os
+    import signal
+
+    from genguard.merge import engine
+
+    recipe = _two_models(make_ckpt, write_recipe)
+    out = tmp_path / "m.safetensors"
+    produced = []
+    original = engine._produce
+
+    def produce_then_terminate(*args, **kwargs):
+        produced.append(1)
+        if len(produced) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives between two tensors
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_produce", produce_then_terminate)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["merge", str(recipe), "-o", str(out), "-q"]) == 130
+    assert not out.exists()
+    assert not out.with_name(out.name + ".partial").exists()
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler restored
