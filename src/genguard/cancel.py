@@ -48,23 +48,27 @@ def checkpoint() -> None:
         raise Cancelled("work abandoned by its caller (request timed out)")
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    # SystemExit unwinds every ``finally`` and ``except BaseException`` cleanup, and the
+    # process still ends with the status a service manager expects (128 + 15 = 143).
+    raise SystemExit(128 + signum)
 
 
 @contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """Within this block, SIGTERM unwinds like Ctrl-C instead of killing the process.
+def unwind_on_sigterm() -> Iterator[None]:
+    """Within this block, SIGTERM unwinds the stack (exit status 143) instead of killing
+    the process on the spot.
 
     Why: ``kill``, ``docker stop`` and systemd send SIGTERM, whose default action ends
     the process without running ``finally`` blocks, so a merge left ``OUT.partial``
-    behind and a scan its last batch unflushed. As an interrupt, every cleanup runs.
-    Only the main thread can install handlers; elsewhere this does nothing.
+    behind and a scan its last batch unflushed. Unwinding runs every cleanup. Servers
+    that install their own handlers (uvicorn) keep them while they run. Only the main
+    thread can install handlers; elsewhere this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         yield
     finally:

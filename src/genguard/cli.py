@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from genguard.cancel import terminate_as_interrupt
+from genguard.cancel import unwind_on_sigterm
 from genguard.errors import GenguardError
 
 app = typer.Typer(
@@ -57,7 +57,7 @@ _register_subsystems()
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning genguard errors into one line and exit code 2."""
     try:
-        with terminate_as_interrupt():  # SIGTERM cleans up like Ctrl-C (partial files)
+        with unwind_on_sigterm():  # SIGTERM unwinds: partial files are cleaned up
             result = app(args=argv, standalone_mode=False)
     except GenguardError as exc:
         return _one_line_error(str(exc))
