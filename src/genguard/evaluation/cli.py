@@ -162,26 +162,24 @@ def backends_coverage(
 
     names = list(backend or DEFAULT_BACKENDS)
     table = Table(title=f"image categories seen by {', '.join(names)}")
-    table.add_column("category")
-    table.add_column("scored by")
+    table.add_column("category", no_wrap=True, min_width=15)
+    table.add_column("scored by", overflow="fold")
     for row in category_coverage(names):
         table.add_row(row.category, ", ".join(row.backends) or "[red]nothing in this set[/]")
     console.print(table)
-    rules = Table(title=f"hard rules of policy {policy}")
-    for column in ("rule", "from images alone", "from prompts alone", "needs"):
-        rules.add_column(column)
+    # One line per rule (never truncated, whatever the width): what the rule rests on.
+    console.print(f"\n[bold]hard rules of policy {policy}[/]")
     for rule in rule_coverage(load_policy(policy), names):
         missing = [" or ".join(group) for group in rule.missing_on_images]
-        needs = (
-            f"no image signal for {'; '.join(missing)}: the prompt as context" if missing else ""
+        images = "yes" if rule.fires_on_images_alone else "no"
+        prompts = "yes" if rule.fires_on_prompts_alone else "no"
+        needs = f"; no image signal for {'; '.join(missing)}: needs the prompt as context"
+        console.print(
+            f"{rule.rule}: fires on images alone: {images}; on prompts alone: {prompts}"
+            + (needs if missing else ""),
+            soft_wrap=True,
+            highlight=False,
         )
-        rules.add_row(
-            rule.rule,
-            "[green]yes[/]" if rule.fires_on_images_alone else "[red]no[/]",
-            "[green]yes[/]" if rule.fires_on_prompts_alone else "[red]no[/]",
-            needs,
-        )
-    console.print(rules)
 
 
 def register(app: typer.Typer) -> None:
