@@ -113,3 +113,18 @@ def test_corrupt_packets_are_skipped_and_the_rest_is_screened(tmp_path: Path) ->
     assert report.bad_packets > 0
     assert [s.action for s in report.segments] == [Action.ALLOW, Action.CENSOR, Action.ALLOW]
     assert report.segments[-1].end == pytest.approx(3.0, abs=1e-3)
+
+
+def test_frames_larger_than_an_image_may_be_are_refused_from_the_header(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from genguard.video import decode
+
+    path = tmp_path / "wide.mp4"
+    write_video(path, [Shot("static", 0.2)], size=(320, 240), fps=10)
+    monkeypatch.setattr(decode, "MAX_FRAME_PIXELS", 320 * 240 - 1)
+    with pytest.raises(ContentError) as caught:
+        decode.VideoReader(path)
+    assert caught.value.code == "too_many_pixels" and "320x240" in str(caught.value)
+    monkeypatch.setattr(decode, "MAX_FRAME_PIXELS", 320 * 240)
+    decode.VideoReader(path).close()  # exactly at the limit: accepted

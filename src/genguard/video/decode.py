@@ -23,7 +23,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from genguard.content import DEFAULT_MAX_PIXELS
 from genguard.errors import ContentError, MissingExtraError
+
+#: Largest frame decoded, as for still images: a tiny file may declare 16000x16000 frames.
+MAX_FRAME_PIXELS = DEFAULT_MAX_PIXELS
 
 #: Decoders that honour ffmpeg's ``lowres`` option (decode at 1/2, 1/4, 1/8 size).
 LOWRES_DECODERS = frozenset({"mpeg4", "h263", "h263p", "mjpeg", "mpeg1video", "mpeg2video"})
@@ -49,6 +53,17 @@ LUMA_FORMATS = frozenset(
 MAX_BAD_PACKETS = 100
 #: Side of the grey thumbnails compared by the gate.
 THUMB_SIDE = 32
+
+
+def check_frame_size(info: VideoInfo) -> None:
+    """Refuse, from the stream header, frames larger than a still image may be."""
+    pixels = info.width * info.height
+    if pixels > MAX_FRAME_PIXELS:
+        raise ContentError(
+            f"{info.path}: frames are {info.width}x{info.height} = {pixels} pixels, above the "
+            f"limit of {MAX_FRAME_PIXELS}",
+            code="too_many_pixels",
+        )
 
 
 def _av() -> Any:
@@ -191,6 +206,7 @@ class VideoReader:
         try:
             self._stream = self._pick_stream()
             self.info = self._read_info()
+            check_frame_size(self.info)
             level = choose_lowres(self.info, min_side) if lowres is None else lowres
             self._configure(level, threads)
         except Exception:
