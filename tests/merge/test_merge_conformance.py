@@ -66,3 +66,44 @@ def test_every_method_handles_zero_dim_tensors(name: str) -> None:
     tensors = [np.array(v, np.float32) for v in (2.5, 1.5, 3.0)]
     result = np.asarray(method.fn(_context(method, tensors, base)), dtype=np.float32)
     assert result.shape == () and np.isfinite(result)
+
+
+IN_PLACE_METHODS = ["ties", "dare_ties", "dare_linear", "task_arithmetic"]
+
+
+def _random_context(name: str, owned: bool, shape=(512, 384)) -> TensorContext:
+    method = MERGE_METHODS.get(name)
+    rng = np.random.default_rng(7)
+    tensors = [rng.standard_normal(shape, dtype=np.float32) for _ in range(3)]
+    base = rng.standard_normal(shape, dtype=np.float32)
+    params = [dict(method.model_params) for _ in tensors]
+    return TensorContext("unet.k", tensors, base, params, dict(method.params), 3, owned=owned)
+
+
+@pytest.mark.parametrize("name", IN_PLACE_METHODS)
+def test_owned_inputs_give_the_same_result_and_others_stay_untouched(name: str) -> None:
+    method = MERGE_METHODS.get(name)
+    shared = _random_context(name, owned=False)
+    before = [t.copy() for t in shared.tensors] + [shared.base.copy()]
+    from_copies = method.fn(shared)
+    after = [*shared.tensors, shared.base]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    in_place = method.fn(_random_context(name, owned=True))
+    assert np.array_equal(from_copies, in_place)
+
+
+@pytest.mark.parametrize("name", IN_PLACE_METHODS)
+def test_task_vector_methods_stay_within_two_tensors_beyond_their_sources(name: str) -> None:
+    """The docs' bound, (sources + 2) x the largest tensor, for TIES and DARE too."""
+    import tracemalloc
+
+    ctx = _random_context(name, owned=True)
+    tensor_bytes = ctx.base.nbytes
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        MERGE_METHODS.get(name).fn(ctx)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 2.05 * tensor_bytes, f"{name}: {peak / tensor_bytes:.2f} x the tensor"

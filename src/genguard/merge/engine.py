@@ -404,6 +404,7 @@ def _produce(
             model_params=per_model,
             params=glob,
             seed=cfg.seed,
+            owned=True,  # read for this key only: methods may work in them in place
         )
         result = np.asarray(method.fn(ctx), dtype=np.float32)
         if result.shape != info.shape:

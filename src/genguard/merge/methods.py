@@ -44,6 +44,11 @@ class TensorContext:
     model_params: list[dict[str, float]]  # per-model parameters resolved for this key
     params: dict[str, float]  # global parameters resolved for this key
     seed: int = 0
+    #: True when ``tensors`` and ``base`` are fresh arrays nobody else holds (the engine
+    #: reads them for this key only): methods may then work in them in place, which keeps
+    #: a merge within (sources + 2) x the largest tensor. Callers that reuse their arrays
+    #: leave it False and get the same results from copies.
+    owned: bool = False
 
     def rng(self, model_index: int) -> np.random.Generator:
         """A generator seeded by (seed, key, model): deterministic in any key order."""
@@ -134,40 +139,84 @@ def _require_base(ctx: TensorContext) -> np.ndarray:
 
 
 def task_vectors(ctx: TensorContext) -> list[np.ndarray]:
-    """Differences between each model and the base: what each fine-tune added."""
+    """Differences between each model and the base: what each fine-tune added.
+
+    With an owned context the differences are taken in the models' own arrays.
+    """
     base = _require_base(ctx)
-    return [t - base for t in ctx.tensors]
+    if ctx.owned:
+        for tensor in ctx.tensors:
+            np.subtract(tensor, base, out=tensor)
+        return ctx.tensors
+    # asarray: for 0-d tensors the difference is a numpy scalar, which cannot be written to.
+    return [np.asarray(t - base) for t in ctx.tensors]
 
 
-def magnitude_trim(delta: np.ndarray, density: float) -> np.ndarray:
+#: Elements drawn or masked at a time by DARE: bounds its temporaries to a few MB.
+_CHUNK = 1 << 20
+
+
+def magnitude_trim(delta: np.ndarray, density: float, *, inplace: bool = False) -> np.ndarray:
     """Keep the ``density`` share of entries with the largest magnitude, zero the rest.
 
-    ``k = int(density * n)`` as in mergekit; ties at the threshold are broken by position.
+    ``k = int(density * n)`` as in mergekit; ties at the threshold are broken by position
+    (the first ones are kept). The threshold comes from a partition of the magnitudes,
+    not from an index array: int64 indices cost twice the tensor itself.
     """
     if density >= 1.0:
         return delta
-    flat = delta.reshape(-1)
+    out = delta if inplace else delta.copy()
+    flat = out.reshape(-1)
     k = int(density * flat.size)
-    out = np.zeros_like(flat)
     if k <= 0:
-        return out.reshape(delta.shape)
-    idx = np.argpartition(np.abs(flat), flat.size - k)[flat.size - k :]
-    out[idx] = flat[idx]
-    return out.reshape(delta.shape)
+        flat[:] = 0
+        return out
+    magnitude = np.abs(flat)
+    threshold = np.partition(magnitude, flat.size - k)[flat.size - k]
+    np.abs(flat, out=magnitude)  # the partition reordered it
+    above = int(np.count_nonzero(magnitude > threshold))
+    if threshold > 0:
+        tied = np.flatnonzero(magnitude == threshold)  # usually a handful
+        flat[tied[k - above :]] = 0
+    flat[magnitude < threshold] = 0
+    return out
 
 
-def dare_drop(delta: np.ndarray, density: float, rng: np.random.Generator) -> np.ndarray:
-    """Drop entries with probability ``1 - density``; rescale survivors by ``1/density``."""
+def dare_drop(
+    delta: np.ndarray, density: float, rng: np.random.Generator, *, inplace: bool = False
+) -> np.ndarray:
+    """Drop entries with probability ``1 - density``; rescale survivors by ``1/density``.
+
+    The random draws are made in chunks (the same stream as one draw of the whole
+    shape), so no tensor-sized temporary is needed.
+    """
     if density >= 1.0:
         return delta
     if density <= 0.0:
         return np.zeros_like(delta)
-    keep = rng.random(delta.shape, dtype=np.float32) < density
-    return np.where(keep, delta / np.float32(density), np.float32(0.0))
+    out = delta if inplace else delta.copy()
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, _CHUNK):
+        part = flat[start : start + _CHUNK]
+        keep = rng.random(part.size, dtype=np.float32) < density
+        np.divide(part, np.float32(density), out=part)
+        part[~keep] = 0
+    return out
+
+
+def _agrees(d: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """Entries of ``d`` whose sign is the elected one (zeros never agree): two byte masks."""
+    # ``out=``: a 0-d tensor would otherwise give numpy scalars, which cannot be updated.
+    agree = np.greater(d, 0, out=np.empty(d.shape, dtype=bool))
+    agree &= positive
+    other = np.less(d, 0, out=np.empty(d.shape, dtype=bool))
+    other &= negative
+    agree |= other
+    return agree
 
 
 def sign_consensus_mean(
-    deltas: list[np.ndarray], weights: list[float], normalize: bool
+    deltas: list[np.ndarray], weights: list[float], normalize: bool, *, inplace: bool = False
 ) -> np.ndarray:
     """TIES' elect-sign and disjoint-mean steps over (already sparsified) task vectors.
 
@@ -175,19 +224,51 @@ def sign_consensus_mean(
     with it contribute, and (with ``normalize``) the result is divided by the sum of
     the weights of the contributors, so a parameter changed by one model keeps that
     model's full change instead of being diluted by models that left it alone.
+
+    Memory: one tensor for the vote, a byte per entry recording which models agreed
+    (up to 8 models; a float divisor beyond), and the result accumulates in the first
+    task vector (``inplace``: the caller's own arrays are reused).
     """
-    weighted = [np.float32(w) * d for w, d in zip(weights, deltas, strict=True)]
-    elected = np.sign(np.sum(weighted, axis=0))
-    total = np.zeros_like(deltas[0])
-    divisor = np.zeros_like(deltas[0])
-    for w, wd in zip(weights, weighted, strict=True):
-        agree = (np.sign(wd) == elected) & (wd != 0)
-        total += np.where(agree, wd, np.float32(0.0))
-        divisor += np.where(agree, np.float32(w), np.float32(0.0))
+    weighted = deltas if inplace else [d.copy() for d in deltas]
+    for w, d in zip(weights, weighted, strict=True):
+        np.multiply(d, np.float32(w), out=d)
+    vote = np.zeros_like(weighted[0])
+    for d in weighted:
+        vote += d
+    positive = vote > 0
+    negative = vote < 0
+    del vote
+    total = weighted[0]
+    agreed = np.zeros(total.shape, dtype=np.uint8) if len(weighted) <= 8 else None
+    divisor = None if agreed is not None else np.zeros_like(total)
+    for index, (w, d) in enumerate(zip(weights, weighted, strict=True)):
+        agree = _agrees(d, positive, negative)
+        if agreed is not None:
+            np.bitwise_or(agreed, np.uint8(1 << index), out=agreed, where=agree)
+        else:
+            assert divisor is not None
+            np.add(divisor, np.float32(w), out=divisor, where=agree)
+        if index == 0:
+            np.logical_not(agree, out=agree)
+            total[agree] = 0
+        else:
+            np.add(total, d, out=total, where=agree)
+        del agree
+    del positive, negative
     if not normalize:
         return total
-    safe = np.where(divisor == 0, np.float32(1.0), divisor)
-    return total / safe
+    if agreed is not None:
+        sums = np.array(
+            [sum(w for i, w in enumerate(weights) if bits >> i & 1) for bits in range(256)],
+            dtype=np.float32,
+        )
+        sums[sums == 0] = 1.0
+        divisor = sums[agreed]  # one tensor, now that the vote is gone
+    else:
+        assert divisor is not None
+        divisor[divisor == 0] = 1.0
+    np.divide(total, divisor, out=total)
+    return total
 
 
 # --- methods -----------------------------------------------------------------------------
@@ -298,28 +379,39 @@ def task_arithmetic(ctx: TensorContext) -> np.ndarray:
 )
 def ties(ctx: TensorContext) -> np.ndarray:
     """TIES-merging (Yadav et al. 2023); default density 0.2 is the paper's k=20%."""
-    base = _require_base(ctx)
+    # Task vectors are fresh arrays (or the owned inputs): trim and vote in them.
     trimmed = [
-        magnitude_trim(d, p["density"])
+        magnitude_trim(d, p["density"], inplace=True)
         for d, p in zip(task_vectors(ctx), ctx.model_params, strict=True)
     ]
     weights = [p["weight"] for p in ctx.model_params]
-    merged = sign_consensus_mean(trimmed, weights, bool(ctx.params["normalize"]))
-    return base + np.float32(ctx.params["lambda"]) * merged
+    merged = sign_consensus_mean(trimmed, weights, bool(ctx.params["normalize"]), inplace=True)
+    return _onto_base(ctx, merged)
+
+
+def _onto_base(ctx: TensorContext, merged: np.ndarray) -> np.ndarray:
+    """base + lambda * merged, computed in ``merged`` (a working array of the method)."""
+    np.multiply(merged, np.float32(ctx.params["lambda"]), out=merged)
+    merged += _require_base(ctx)
+    return merged
 
 
 def _add_weighted(ctx: TensorContext, deltas: list[np.ndarray]) -> np.ndarray:
-    """base + lambda * sum(weight_i * delta_i): task arithmetic, with or without DARE."""
-    base = _require_base(ctx)
-    total = np.zeros_like(base)
-    for p, d in zip(ctx.model_params, deltas, strict=True):
-        total += np.float32(p["weight"]) * d
-    return base + np.float32(ctx.params["lambda"]) * total
+    """base + lambda * sum(weight_i * delta_i): task arithmetic, with or without DARE.
+
+    ``deltas`` are working arrays (fresh task vectors): the sum accumulates in the first.
+    """
+    total = deltas[0]
+    np.multiply(total, np.float32(ctx.model_params[0]["weight"]), out=total)
+    for p, d in zip(ctx.model_params[1:], deltas[1:], strict=True):
+        np.multiply(d, np.float32(p["weight"]), out=d)
+        total += d
+    return _onto_base(ctx, total)
 
 
 def _dare_deltas(ctx: TensorContext) -> list[np.ndarray]:
     return [
-        dare_drop(d, p["density"], ctx.rng(i))
+        dare_drop(d, p["density"], ctx.rng(i), inplace=True)
         for i, (d, p) in enumerate(zip(task_vectors(ctx), ctx.model_params, strict=True))
     ]
 
@@ -350,7 +442,8 @@ def dare_linear(ctx: TensorContext) -> np.ndarray:
 )
 def dare_ties(ctx: TensorContext) -> np.ndarray:
     """DARE sparsification followed by TIES' sign consensus."""
-    base = _require_base(ctx)
     weights = [p["weight"] for p in ctx.model_params]
-    merged = sign_consensus_mean(_dare_deltas(ctx), weights, bool(ctx.params["normalize"]))
-    return base + np.float32(ctx.params["lambda"]) * merged
+    merged = sign_consensus_mean(
+        _dare_deltas(ctx), weights, bool(ctx.params["normalize"]), inplace=True
+    )
+    return _onto_base(ctx, merged)
