@@ -107,6 +107,7 @@ SLOW_MODULES = (
     "tests/text/test_semantic.py",
     "tests/video/test_pipeline.py",
     "tests/test_detectors_guard.py",
+    "tests/integrations/test_diffusers.py",
 )
 #: Fixtures that load models or start services: a test using one is slow wherever it is.
 SLOW_FIXTURES = frozenset({"real_guard", "postgres_url", "redis_url", "live_server", "browser"})
