@@ -39,13 +39,13 @@ test-fast: install-test
 	$(BIN)/python -m pytest --fast -n 2
 
 lint: install-test
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench comfyui
+	$(BIN)/ruff format --check src tests bench comfyui
 	$(BIN)/mypy
 
 format: install-test
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench comfyui
+	$(BIN)/ruff check --fix src tests bench comfyui
 
 bench: install-test
 	$(BIN)/python bench/scan.py
