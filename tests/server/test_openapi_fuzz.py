@@ -107,6 +107,8 @@ def decisions_in(body: dict[str, Any]) -> list[dict[str, Any]]:
     """Every Decision in a 200 body: moderation answers have one, generate one per part."""
     if "decision" in body:
         return [body["decision"]]
+    if "results" in body:  # /v1/moderations (OpenAI's shape): Decisions per result
+        return [d for result in body["results"] for d in result["genguard"]["decisions"]]
     found = [body["prompt"]["decision"]] if "prompt" in body else []
     return found + [image["decision"] for image in body.get("images", [])]
 
@@ -130,6 +132,7 @@ OPERATIONS = {
     "POST /v1/moderate/image": ["positive", "negative"],
     "POST /v1/moderate/prompt": ["positive", "negative"],
     "POST /v1/generate": ["positive", "negative"],
+    "POST /v1/moderations": ["positive", "negative"],
 }
 
 

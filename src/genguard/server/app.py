@@ -5,6 +5,7 @@ Routes::
     POST /v1/moderate/image    multipart field ``image`` (or the raw image as the body)
     POST /v1/moderate/prompt   {"prompt": "...", "negative_prompt": "..."}
     POST /v1/generate          {"prompt": "...", "n": 2, "seed": 7, ...}
+    POST /v1/moderations       OpenAI's moderation API: {"model": "...", "input": ...}
     GET  /healthz  /readyz  /metrics  /review  /docs  /openapi.json
 
 Requests carry ``Authorization: Bearer <key>``; the key decides the policy and the rate
@@ -51,6 +52,7 @@ from genguard.server.config import GatewayConfig
 from genguard.server.connections import BodyTimeoutMiddleware
 from genguard.server.errors import ApiError, error_body, status_for
 from genguard.server.metrics import GatewayMetrics
+from genguard.server.openai_compat import DEFAULT_MODEL, moderate_items, parse_items, to_result
 from genguard.server.pipeline import Caller, Pipeline
 from genguard.server.ratelimit import (
     LimitResult,
@@ -60,7 +62,13 @@ from genguard.server.ratelimit import (
     peek,
     refund,
 )
-from genguard.server.schemas import GenerateRequest, PromptRequest, error_responses
+from genguard.server.schemas import (
+    GenerateRequest,
+    ModerationRequest,
+    PromptRequest,
+    error_responses,
+    inline_defs,
+)
 from genguard.server.services import (
     GeneratorService,
     GuardRegistry,
@@ -524,7 +532,7 @@ async def read_image(request: Request) -> bytes:
 
 
 def _json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    schema = model.model_json_schema()
+    schema = inline_defs(model.model_json_schema())
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
@@ -691,6 +699,33 @@ def _add_routes(app: FastAPI, gateway: Gateway) -> None:
             "request_id": request.state.request_id,
             "audit_id": audit_id,
             "decision": decision.to_dict(),
+        }
+
+    @app.post(
+        "/v1/moderations",
+        tags=["moderation"],
+        openapi_extra=_json_body_doc(ModerationRequest),
+        responses=_MODERATION_ERRORS,
+    )
+    async def openai_moderations(request: Request, response: Response, key: Key) -> dict[str, Any]:
+        """OpenAI-compatible moderation under the key's policy (one token per input item).
+
+        One result per string; one combined result for a list of text and image parts.
+        ``flagged`` means the Decision's action is not allow; the Decisions are under
+        ``results[i].genguard``.
+        """
+        body = await read_json(request, ModerationRequest)
+        items = parse_items(body, gateway.config.server.moderation_image_hosts)
+        guard = gateway.guards.get(key.policy)
+        caller = _caller(request, key)
+        cost = sum(item.cost for item in items)
+        checked = await run_charged(
+            request, response, key, cost, moderate_items, gateway.pipeline, guard, items, caller
+        )
+        return {
+            "id": f"modr-{request.state.request_id}",
+            "model": body.model or DEFAULT_MODEL,
+            "results": [to_result(decisions, ids) for decisions, ids in checked],
         }
 
     @app.post(

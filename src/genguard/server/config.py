@@ -102,6 +102,9 @@ class ServerSection(_Section):
     #: other peer the header is ignored, so clients cannot pick the address they are
     #: rate-limited under.
     trusted_proxies: list[str] = Field(default_factory=list)
+    #: Hosts whose http(s) image URLs ``POST /v1/moderations`` may accept. This version
+    #: fetches none: every remote URL is a 400 (send a base64 data URL instead).
+    moderation_image_hosts: list[str] = Field(default_factory=list)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -55,7 +55,7 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _media_type(source_format: str | None) -> str:
+def media_type_of(source_format: str | None) -> str:
     return f"image/{source_format.lower()}" if source_format else "application/octet-stream"
 
 
@@ -95,7 +95,7 @@ class Pipeline:
             sha256=loaded.sha256,
             pdq=perceptual_hash(loaded.rgb),
             content=data if self.audit.stores_content else None,
-            media_type=_media_type(loaded.source_format),
+            media_type=media_type_of(loaded.source_format),
         )
         commit_results(caller.request_id)  # past the timeout: no row for an unseen answer
         (audit_id,) = self._record([entry])

@@ -7,10 +7,14 @@ every malformed request is a 4xx with a message, never a 500.
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Above any policy's max_chars: longer prompts are refused before any analysis.
 MAX_PROMPT_FIELD = 1_000_000
+#: Most items (strings or multimodal parts) one ``POST /v1/moderations`` may carry.
+MAX_MODERATION_INPUTS = 256
 
 
 class _Body(BaseModel):
@@ -62,6 +66,72 @@ class GenerateRequest(_Body):
         if value is not None and value % 8:
             raise ValueError("must be a multiple of 8")
         return value
+
+
+class ModerationImageURL(_Body):
+    """OpenAI's ``image_url`` object: a base64 ``data:image/...`` URL (remote URLs: 400)."""
+
+    url: str
+
+
+class ModerationTextPart(_Body):
+    type: Literal["text"]
+    text: str = Field(max_length=MAX_PROMPT_FIELD)
+
+    _unicode = field_validator("text")(_valid_unicode)
+
+
+class ModerationImagePart(_Body):
+    type: Literal["image_url"]
+    image_url: ModerationImageURL
+
+
+ModerationPart = Annotated[ModerationTextPart | ModerationImagePart, Field(discriminator="type")]
+ModerationText = Annotated[str, Field(max_length=MAX_PROMPT_FIELD)]
+
+
+class ModerationRequest(_Body):
+    """``POST /v1/moderations`` (OpenAI's moderation request; any ``model`` is echoed)."""
+
+    model: str | None = Field(
+        default=None, max_length=256, description="echoed back; genguard runs the key's policy"
+    )
+    input: (
+        ModerationText
+        | Annotated[list[ModerationText], Field(max_length=MAX_MODERATION_INPUTS)]
+        | Annotated[list[ModerationPart], Field(max_length=MAX_MODERATION_INPUTS)]
+    ) = Field(description="a string, a list of strings, or a list of text and image_url parts")
+
+    @field_validator("input")
+    @classmethod
+    def _input_unicode(cls, value: str | list[Any]) -> str | list[Any]:
+        for text in [value] if isinstance(value, str) else value:
+            if isinstance(text, str):
+                _valid_unicode(text)
+        return value
+
+
+def inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON Schema with its ``$defs`` written in place of their ``$ref``s.
+
+    Refs such as ``#/$defs/X`` mean nothing once the schema is pasted into an OpenAPI
+    document, so nested bodies are inlined (discriminator mappings, which only name refs,
+    are dropped: ``oneOf`` with ``const`` tags says the same).
+    """
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items() if k not in ("$defs", "discriminator")}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
 
 
 class ErrorDetail(BaseModel):
