@@ -108,6 +108,7 @@ SLOW_MODULES = (
     "tests/video/test_pipeline.py",
     "tests/test_detectors_guard.py",
     "tests/integrations/test_diffusers.py",
+    "tests/integrations/test_comfyui_nodes.py",
 )
 #: Fixtures that load models or start services: a test using one is slow wherever it is.
 SLOW_FIXTURES = frozenset({"real_guard", "postgres_url", "redis_url", "live_server", "browser"})

@@ -61,9 +61,14 @@ def test_random_access_pages_count_only_the_sampled_ones() -> None:
 
 def test_ordinary_images_are_untouched_by_the_budget() -> None:
     still = io.BytesIO()
-    Image.new("RGB", (4000, 3000), (10, 20, 30)).save(still, format="PNG")
-    assert decode_bytes(still.getvalue()).width == 4000
-    assert len(decode_bytes(animated("GIF", 200, (512, 512))).frames) == 16
+    Image.new("RGB", (4000, 3000), (10, 20, 30)).save(still, format="PNG", compress_level=1)
+    limits = LoadLimits(analysis_side=640)  # as the Guard loads: 12 MP in, 640 px out
+    assert decode_bytes(still.getvalue(), limits).full_size == (4000, 3000)
+    # 120 frames of 512x512 (31 MP decoded) is an ordinary animation: well under budget.
+    frames = [Image.new("P", (512, 512), i % 200) for i in range(120)]  # no quantising
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:])
+    assert len(decode_bytes(gif.getvalue(), limits).frames) == 16
 
 
 def test_checkpoint_raises_only_inside_an_abandoned_scope() -> None:

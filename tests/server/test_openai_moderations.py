@@ -208,6 +208,7 @@ def live_gateway(tmp_path: Any) -> Iterator[tuple[str, str]]:
         thread.join(timeout=10)
 
 
+@pytest.mark.slow  # a live uvicorn on a socket
 def test_the_openai_sdk_talks_to_the_gateway(live_gateway: tuple[str, str]) -> None:
     openai = pytest.importorskip("openai", reason="the openai package is not installed")
     base_url, key = live_gateway
