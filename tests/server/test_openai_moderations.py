@@ -228,3 +228,19 @@ def test_the_openai_sdk_talks_to_the_gateway(live_gateway: tuple[str, str]) -> N
     assert combined.results[0].category_applied_input_types.violence == ["text", "image"]
     with pytest.raises(openai.BadRequestError):
         client.moderations.create(input=[])
+
+
+def test_odd_unicode_is_checked_and_lone_surrogates_are_a_one_line_4xx(harness: Harness) -> None:
+    key = harness.key()
+    odd = moderate(harness, key, {"input": ["zz\u200bviolence \u202e", "\u202e\u200b calm"]})
+    assert odd.status_code == 200, odd.text
+    assert len(odd.json()["results"]) == 2  # direction marks and zero-widths are just text
+    plain = moderate(harness, key, {"input": "zzviolence \u202e\u200b"})
+    assert plain.json()["results"][0]["flagged"] is True
+    lone = harness.client.post(
+        "/v1/moderations",
+        headers={**auth(key), "Content-Type": "application/json"},
+        content=b'{"input": "zzviolence \\ud800"}',
+    )
+    assert lone.status_code == 422, lone.text
+    assert "\n" not in lone.json()["error"]["message"]

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from genguard.decision import Action, Decision
 from genguard.guard import Guard
-from genguard.server.auditlog import AuditEntry, perceptual_hash
+from genguard.server.auditlog import AuditEntry
 from genguard.server.errors import ApiError
-from genguard.server.pipeline import Caller, Pipeline, media_type_of
+from genguard.server.pipeline import Caller, Pipeline
 from genguard.server.schemas import ModerationRequest, ModerationTextPart
 from genguard.server.services import commit_results
 
@@ -123,44 +122,21 @@ def moderate_items(
     """Check every item (images with their text's Decision as context); audit all at once."""
     checked: list[list[Decision]] = []
     entries: list[AuditEntry] = []
-    stores = pipeline.audit.stores_content
     for item in items:
         decisions: list[Decision] = []
         context = None
         if item.text is not None:
             context = guard.check_prompt(item.text)
-            text = item.text.encode("utf-8")
             decisions.append(context)
-            entries.append(
-                AuditEntry(
-                    request_id=caller.request_id,
-                    key_name=caller.key_name,
-                    route=ROUTE,
-                    decision=context,
-                    sha256=hashlib.sha256(text).hexdigest(),
-                    content=text if stores else None,
-                    media_type="text/plain; charset=utf-8",
-                )
-            )
+            entries.append(pipeline.text_entry(caller, ROUTE, context, item.text))
         for data in item.images:
             loaded = guard.load(data)
             decision = guard.check_image(loaded, context=context)
             decisions.append(decision)
-            entries.append(
-                AuditEntry(
-                    request_id=caller.request_id,
-                    key_name=caller.key_name,
-                    route=ROUTE,
-                    decision=decision,
-                    sha256=loaded.sha256,
-                    pdq=perceptual_hash(loaded.rgb),
-                    content=data if stores else None,
-                    media_type=media_type_of(loaded.source_format),
-                )
-            )
+            entries.append(pipeline.image_entry(caller, ROUTE, decision, loaded, data))
         checked.append(decisions)
     commit_results(caller.request_id)  # past the timeout: no rows for an unseen answer
-    audit_ids = iter(pipeline._record(entries))
+    audit_ids = iter(pipeline.record(entries))
     return [(decisions, [next(audit_ids) for _ in decisions]) for decisions in checked]
 
 

@@ -74,7 +74,39 @@ class Pipeline:
         self.generator = generator
         self.generator_config = generator_config
 
-    def _record(self, entries: list[AuditEntry]) -> list[int]:
+    def text_entry(self, caller: Caller, route: str, decision: Decision, text: str) -> AuditEntry:
+        """The audit row of a checked text: its hash, and the text only when content is kept.
+
+        ``surrogatepass``: any Python string can be hashed and stored, even one holding a
+        lone surrogate, so recording never fails after the check succeeded.
+        """
+        data = text.encode("utf-8", "surrogatepass")
+        return AuditEntry(
+            request_id=caller.request_id,
+            key_name=caller.key_name,
+            route=route,
+            decision=decision,
+            sha256=hashlib.sha256(data).hexdigest(),
+            content=data if self.audit.stores_content else None,
+            media_type="text/plain; charset=utf-8",
+        )
+
+    def image_entry(
+        self, caller: Caller, route: str, decision: Decision, loaded: LoadedImage, data: bytes
+    ) -> AuditEntry:
+        """The audit row of a checked upload: hashes, and the bytes only when content is kept."""
+        return AuditEntry(
+            request_id=caller.request_id,
+            key_name=caller.key_name,
+            route=route,
+            decision=decision,
+            sha256=loaded.sha256,
+            pdq=perceptual_hash(loaded.rgb),
+            content=data if self.audit.stores_content else None,
+            media_type=media_type_of(loaded.source_format),
+        )
+
+    def record(self, entries: list[AuditEntry]) -> list[int]:
         for entry in entries:
             self.metrics.observe_decision(entry.decision.kind, entry.decision.action.value)
         return self.audit.record(entries)
@@ -87,18 +119,9 @@ class Pipeline:
         """Check uploaded bytes; with ``publish`` also return the publishable pixels."""
         loaded = guard.load(data)
         decision = guard.check_image(loaded)
-        entry = AuditEntry(
-            request_id=caller.request_id,
-            key_name=caller.key_name,
-            route="moderate_image",
-            decision=decision,
-            sha256=loaded.sha256,
-            pdq=perceptual_hash(loaded.rgb),
-            content=data if self.audit.stores_content else None,
-            media_type=media_type_of(loaded.source_format),
-        )
+        entry = self.image_entry(caller, "moderate_image", decision, loaded, data)
         commit_results(caller.request_id)  # past the timeout: no row for an unseen answer
-        (audit_id,) = self._record([entry])
+        (audit_id,) = self.record([entry])
         result: dict[str, Any] = {
             "request_id": caller.request_id,
             "audit_id": audit_id,
@@ -116,19 +139,10 @@ class Pipeline:
         self, guard: Guard, body: PromptRequest, caller: Caller, route: str = "moderate_prompt"
     ) -> tuple[Decision, int]:
         decision = guard.check_prompt(body.prompt, negative_prompt=body.negative_prompt)
-        text = body.prompt.encode("utf-8", "surrogatepass")
-        entry = AuditEntry(
-            request_id=caller.request_id,
-            key_name=caller.key_name,
-            route=route,
-            decision=decision,
-            sha256=hashlib.sha256(text).hexdigest(),
-            content=text if self.audit.stores_content else None,
-            media_type="text/plain; charset=utf-8",
-        )
+        entry = self.text_entry(caller, route, decision, body.prompt)
         if route != "generate":  # generate commits once, with its images
             commit_results(caller.request_id)
-        (audit_id,) = self._record([entry])
+        (audit_id,) = self.record([entry])
         return decision, audit_id
 
     # -- generation -----------------------------------------------------------------------
@@ -197,7 +211,7 @@ class Pipeline:
             outputs.append({"index": index, **self._publish(guard, image, decision, seed)})
         # Past the timeout the client already has its 504: write no image rows then.
         commit_results(caller.request_id)
-        for output, audit_id in zip(outputs, self._record(entries), strict=True):
+        for output, audit_id in zip(outputs, self.record(entries), strict=True):
             output["audit_id"] = audit_id
         result["images"] = outputs
         result["action"] = Action.worst(
