@@ -13,23 +13,7 @@ from PIL import Image
 from genguard.errors import ContentError
 from genguard.provenance import credentials as cr
 
-from .conftest import Pki, photo
-
-
-def encode(rgb: np.ndarray, fmt: str) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-    return buf.getvalue()
-
-
-@pytest.fixture(scope="module")
-def signed_jpeg(pki: Pki) -> bytes:
-    return cr.sign_image(
-        encode(photo("chelsea"), "JPEG"),
-        cert_pem=pki.chain_pem,
-        key_pem=pki.key_pem,
-        generator="my-service",
-    )
+from .conftest import Pki, encode, photo
 
 
 def test_signed_jpeg_reads_back_as_ai_generated(signed_jpeg: bytes) -> None:

@@ -9,19 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import c2pa
-import numpy as np
 import pytest
 from PIL import Image
 
 from genguard.provenance import credentials as cr
 
-from .conftest import Pki, photo
-
-
-def encode(rgb: np.ndarray, fmt: str) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, fmt)
-    return buf.getvalue()
+from .conftest import Pki, encode, photo
 
 
 def sign_manifest(pki: Pki, manifest: dict[str, Any], data: bytes) -> bytes:
@@ -39,16 +32,6 @@ def active_manifest(signed: bytes) -> dict[str, Any]:
         store = json.loads(reader.json())
     manifest: dict[str, Any] = store["manifests"][store["active_manifest"]]
     return manifest
-
-
-@pytest.fixture(scope="module")
-def signed_jpeg(pki: Pki) -> bytes:
-    return cr.sign_image(
-        encode(photo("chelsea"), "JPEG"),
-        cert_pem=pki.chain_pem,
-        key_pem=pki.key_pem,
-        generator="my-service",
-    )
 
 
 @pytest.mark.parametrize(
