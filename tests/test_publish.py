@@ -101,3 +101,12 @@ def test_text_payloads_hash_like_the_gateway_config() -> None:
 
     assert WatermarkSettings.from_payload("acme-images").payload == text_payload("acme-images")
     assert WatermarkSettings.from_payload(7, key=3).key == 3
+
+
+def test_publishing_many_frames_under_one_decision_notes_the_mark_once() -> None:
+    guard = guard_with([], watermark=WatermarkSettings(payload=5))
+    image = load_image(noisy())
+    decision = guard.check_image(image)
+    for _ in range(3):  # e.g. the frames of a video segment
+        assert guard.publish(image, decision).watermarked
+    assert decision.notes.count("watermark embedded: payload 0x00000005") == 1

@@ -81,7 +81,9 @@ def publish(
     published = Published(pixels, decision.action)
     if watermark is not None:
         _embed(published, watermark)
-        decision.notes.append(published.note or _embedded_note(watermark))
+        note = published.note or _embedded_note(watermark)
+        if note not in decision.notes:  # a video publishes many frames under one decision
+            decision.notes.append(note)
     return published
 
 
