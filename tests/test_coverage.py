@@ -37,3 +37,10 @@ def test_the_cli_says_so_on_one_screen() -> None:
         "sexual_minor: fires on images alone: no; on prompts alone: yes; no image signal for"
         " minor: needs the prompt as context"
     ]
+
+
+def test_a_bad_policy_or_backend_fails_before_any_output() -> None:
+    for args in (["--policy", "nosuch"], ["-b", "nosuchbackend"]):
+        result = CliRunner().invoke(app, ["backends", "coverage", *args])
+        assert result.exit_code != 0
+        assert "scored by" not in result.output and "hard rules" not in result.output

@@ -161,6 +161,8 @@ def backends_coverage(
     from genguard.coverage import category_coverage, rule_coverage
 
     names = list(backend or DEFAULT_BACKENDS)
+    effective = load_policy(policy)  # a bad policy or backend fails before any output
+    rows = rule_coverage(effective, names)
     table = Table(title=f"image categories seen by {', '.join(names)}")
     table.add_column("category", no_wrap=True, min_width=15)
     table.add_column("scored by", overflow="fold")
@@ -169,7 +171,7 @@ def backends_coverage(
     console.print(table)
     # One line per rule (never truncated, whatever the width): what the rule rests on.
     console.print(f"\n[bold]hard rules of policy {policy}[/]")
-    for rule in rule_coverage(load_policy(policy), names):
+    for rule in rows:
         missing = [" or ".join(group) for group in rule.missing_on_images]
         images = "yes" if rule.fires_on_images_alone else "no"
         prompts = "yes" if rule.fires_on_prompts_alone else "no"
