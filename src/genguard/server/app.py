@@ -25,7 +25,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -52,7 +52,14 @@ from genguard.server.config import GatewayConfig
 from genguard.server.connections import BodyTimeoutMiddleware
 from genguard.server.errors import ApiError, error_body, status_for
 from genguard.server.metrics import GatewayMetrics
-from genguard.server.openai_compat import DEFAULT_MODEL, moderate_items, parse_items, to_result
+from genguard.server.openai_compat import (
+    DEFAULT_MODEL,
+    check_url_count,
+    fetch_remote_images,
+    moderate_items,
+    parse_items,
+    to_result,
+)
 from genguard.server.pipeline import Caller, Pipeline
 from genguard.server.ratelimit import (
     LimitResult,
@@ -463,15 +470,19 @@ async def run_charged(
     cost: int,
     fn: Callable[..., T],
     *args: Any,
+    prepare: Callable[[], Awaitable[None]] | None = None,
 ) -> T:
     """Charge ``cost``, run ``fn`` on the job runner; refund when the content is refused.
 
     A ContentError (corrupt image, too many pixels, empty prompt) is a 4xx the client
     can fix, so it costs nothing; gateway-side failures (503, 504, 502) stay charged,
-    which keeps retries against a failing backend paced by the key's rate.
+    which keeps retries against a failing backend paced by the key's rate. ``prepare``
+    (fetching remote inputs) runs after the charge, so fetches are paced the same way.
     """
     await charge(request, response, key, cost)
     gateway = gateway_of(request)
+    if prepare is not None:
+        await prepare()
     try:
         return await gateway.runner.run(fn, *args, job_id=request.state.request_id, tenant=key.name)
     except ContentError:
@@ -705,7 +716,7 @@ def _add_routes(app: FastAPI, gateway: Gateway) -> None:
         "/v1/moderations",
         tags=["moderation"],
         openapi_extra=_json_body_doc(ModerationRequest),
-        responses=_MODERATION_ERRORS,
+        responses={**_MODERATION_ERRORS, **error_responses(502)},
     )
     async def openai_moderations(request: Request, response: Response, key: Key) -> dict[str, Any]:
         """OpenAI-compatible moderation under the key's policy (one token per input item).
@@ -719,8 +730,28 @@ def _add_routes(app: FastAPI, gateway: Gateway) -> None:
         guard = gateway.guards.get(key.policy)
         caller = _caller(request, key)
         cost = sum(item.cost for item in items)
+        server = gateway.config.server
+        check_url_count(items, server.moderation_image_fetches)  # before the charge
+
+        async def fetch() -> None:
+            await fetch_remote_images(
+                items,
+                server.moderation_image_hosts,
+                max_bytes=server.max_body_bytes,
+                timeout_s=server.moderation_image_timeout_s,
+            )
+
         checked = await run_charged(
-            request, response, key, cost, moderate_items, gateway.pipeline, guard, items, caller
+            request,
+            response,
+            key,
+            cost,
+            moderate_items,
+            gateway.pipeline,
+            guard,
+            items,
+            caller,
+            prepare=fetch,
         )
         return {
             "id": f"modr-{request.state.request_id}",

@@ -102,9 +102,14 @@ class ServerSection(_Section):
     #: other peer the header is ignored, so clients cannot pick the address they are
     #: rate-limited under.
     trusted_proxies: list[str] = Field(default_factory=list)
-    #: Hosts whose http(s) image URLs ``POST /v1/moderations`` may accept. This version
-    #: fetches none: every remote URL is a 400 (send a base64 data URL instead).
+    #: Hosts whose http(s) image URLs ``POST /v1/moderations`` fetches; any other remote
+    #: URL is a 400 (send a base64 data URL instead). No redirects are followed, and a
+    #: name resolving to an internal address needs that address listed itself.
     moderation_image_hosts: list[str] = Field(default_factory=list)
+    #: Most remote image URLs fetched for one request.
+    moderation_image_fetches: int = Field(default=4, ge=1, le=64)
+    #: Deadline for fetching one remote image (504 past it).
+    moderation_image_timeout_s: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("trusted_proxies")
     @classmethod

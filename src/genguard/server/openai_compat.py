@@ -13,13 +13,13 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from genguard.decision import Action, Decision
 from genguard.guard import Guard
 from genguard.server.auditlog import AuditEntry
 from genguard.server.errors import ApiError
 from genguard.server.pipeline import Caller, Pipeline
+from genguard.server.remote_images import check_allowed, fetch_image
 from genguard.server.schemas import ModerationRequest, ModerationTextPart
 from genguard.server.services import commit_results
 
@@ -65,6 +65,8 @@ class Item:
     text: str | None = None
     images: list[bytes] = field(default_factory=list)
     cost: int = 1
+    #: Remote image URLs (hosts already allowed), fetched by ``fetch_remote_images``.
+    urls: list[str] = field(default_factory=list)
 
 
 def parse_items(body: ModerationRequest, image_hosts: list[str]) -> list[Item]:
@@ -76,28 +78,53 @@ def parse_items(body: ModerationRequest, image_hosts: list[str]) -> list[Item]:
         raise ApiError(400, "empty_input", "input is an empty list: send at least one item")
     if all(isinstance(x, str) for x in data):
         return [Item(text=x) for x in data if isinstance(x, str)]
-    texts, images = [], []
+    texts: list[str] = []
+    item = Item(cost=len(data))
     for part in data:
         if isinstance(part, ModerationTextPart):
             texts.append(part.text)
         elif not isinstance(part, str):
-            images.append(decode_image_url(part.image_url.url, image_hosts))
-    return [Item(text="\n".join(texts) if texts else None, images=images, cost=len(data))]
+            url = part.image_url.url
+            if _scheme(url) in ("http", "https"):
+                check_allowed(url, image_hosts)
+                item.urls.append(url)
+            else:
+                item.images.append(decode_image_url(url))
+    item.text = "\n".join(texts) if texts else None
+    return [item]
 
 
-def decode_image_url(url: str, image_hosts: list[str]) -> bytes:
-    """The bytes of a base64 ``data:image/...`` URL; 400 for remote or malformed URLs."""
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    if scheme in ("http", "https"):
-        host = urlsplit(url).hostname or ""
-        allowed = host.lower() in {h.lower() for h in image_hosts}
-        why = (
-            "remote image URLs are not fetched (not even from server.moderation_image_hosts)"
-            if allowed
-            else f"remote image URLs are refused (host {host!r} is not allowed)"
+def _scheme(url: str) -> str:
+    return url.split(":", 1)[0].lower() if ":" in url else ""
+
+
+def check_url_count(items: list[Item], limit: int) -> None:
+    """400 for more remote image URLs than one request may make the gateway fetch."""
+    count = sum(len(item.urls) for item in items)
+    if count > limit:
+        raise ApiError(
+            400,
+            "too_many_image_urls",
+            f"{count} remote image URLs; at most {limit} per request "
+            "(server.moderation_image_fetches)",
         )
-        raise ApiError(400, "remote_image_url", f"{why}: send a base64 data:image/... URL")
-    if scheme != "data":
+
+
+async def fetch_remote_images(
+    items: list[Item], hosts: list[str], *, max_bytes: int, timeout_s: float
+) -> None:
+    """Fetch the items' remote URLs (allowed hosts only) into their images, in order."""
+    for item in items:
+        for url in item.urls:
+            item.images.append(
+                await fetch_image(url, hosts, max_bytes=max_bytes, timeout_s=timeout_s)
+            )
+        item.urls.clear()
+
+
+def decode_image_url(url: str) -> bytes:
+    """The bytes of a base64 ``data:image/...`` URL; 400 for malformed URLs."""
+    if _scheme(url) != "data":
         raise ApiError(
             400, "bad_image_url", "image_url.url must be a data:image/...;base64,... URL"
         )
