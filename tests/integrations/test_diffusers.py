@@ -289,3 +289,46 @@ def test_shown_images_are_watermarked(pipe: Any, way: str) -> None:
     shown = np.asarray(out.images[0]).astype(int)
     assert not np.array_equal(shown, reference)
     assert np.abs(shown - embed_watermark(reference, 0x5AFE).astype(int)).max() <= 1
+
+
+# -- SDXL layout: no checker slot, two text encoders ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sdxl_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_diffusers import build_tiny_sdxl_pipeline
+
+    return build_tiny_sdxl_pipeline(tmp_path_factory.mktemp("tiny-sdxl"))
+
+
+@pytest.fixture
+def sdxl(sdxl_folder: Path) -> Any:
+    pipeline = diffusers.StableDiffusionXLPipeline.from_pretrained(sdxl_folder)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def test_sdxl_second_prompts_are_checked_before_any_denoising_step(sdxl: Any) -> None:
+    guarded = guard_pipeline(sdxl, guard=_guard(None))
+    assert isinstance(guarded, diffusers.StableDiffusionXLPipeline)
+    calls = _count_unet_calls(guarded)
+    with pytest.raises(PromptBlocked):
+        _run(guarded, "a red house", prompt_2="a nude woman")
+    with pytest.raises(PromptBlocked):
+        _run(guarded, "a woman", negative_prompt_2="clothes, dress, shirt")
+    assert calls == []
+    out = _run(guarded, "a red house", prompt_2="a blue car", output_type="np")
+    assert len(calls) == 2 and out.images.shape == (1, 64, 64, 3)
+    assert [d.action for d in out.genguard_decisions] == [Action.ALLOW]
+
+
+def test_sdxl_outputs_are_censored_with_decisions_attached(sdxl: Any) -> None:
+    reference = _run(sdxl, ["a red house", "a blue car"], output_type="np").images
+    flagged = guard_pipeline(sdxl, guard=_guard("nudity"))
+    out = _run(flagged, ["a red house", "a blue car"], output_type="np")
+    assert [d.action for d in out.genguard_decisions] == [Action.CENSOR] * 2
+    assert not hasattr(out, "nsfw_content_detected")  # SDXL's output has no such field
+    x, y, w, h = BOX
+    changed = np.abs(out.images - reference).max(axis=-1) > 1 / 255
+    assert changed[:, y : y + h, x : x + w].mean() > 0.5  # the region was censored
+    assert not changed[:, :4, :4].any()  # away from it, pixels are the pipeline's own

@@ -324,10 +324,13 @@ def _check_prompts(guard: Guard, arguments: dict[str, Any]) -> list[Decision]:
     count = len(prompt) if isinstance(prompt, list | tuple) else 1
     per_prompt: list[list[Decision]] = [[] for _ in range(count)]
     for text_field, negative_field in _PROMPT_FIELDS:
-        texts = arguments.get(text_field)
-        if texts is None:
+        texts, negatives = arguments.get(text_field), arguments.get(negative_field)
+        if texts is None and negatives is None:
             continue
-        negatives = arguments.get(negative_field)
+        if texts is None:
+            # SDXL/SD3 encode prompt_2 = prompt when it is absent, so negative_prompt_2
+            # alone still steers generation and is checked against the main prompt.
+            texts = prompt
         results = guard.check_prompts(
             _as_list(texts, count), negative_prompts=_as_list(negatives, count)
         )
