@@ -36,6 +36,7 @@ def _register_subsystems() -> None:
     from genguard.server import cli as server_cli
     from genguard.text import cli as text_cli
     from genguard.video import cli as video_cli
+    from genguard.watch import cli as watch_cli
 
     subsystems = (
         core_cli,
@@ -46,6 +47,7 @@ def _register_subsystems() -> None:
         server_cli,
         evaluation_cli,
         video_cli,
+        watch_cli,
     )
     for module in subsystems:
         module.register(app)
