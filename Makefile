@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 # Extras the full test suite exercises (torch is pinned to the CPU build in pyproject).
-TEST_EXTRAS ?= dev,audit,hub,video,ray
+TEST_EXTRAS ?= dev,audit,hub,video,ray,faces
 
 .PHONY: install install-test demo test test-fast lint format bench clean
 

@@ -51,9 +51,18 @@ def check(
     policy: PolicyOption = "standard",
     backend: BackendOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the Decision as JSON")] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            envvar="GENGUARD_STORE",
+            help="database of protected persons: their registered faces are matched",
+        ),
+    ] = None,
 ) -> None:
     """Check one image and print the verdict with its reasons."""
-    decision = _guard(policy, backend).check_image(image)
+    guard = Guard.from_policy(policy, backends=backend or DEFAULT_BACKENDS, store=store)
+    decision = guard.check_image(image)
     if as_json:
         print(decision.to_json())
         return

@@ -109,13 +109,19 @@ class Guard:
         *,
         backends: Sequence[str] = DEFAULT_BACKENDS,
         threads: int | None = None,
+        store: str | Path | None = None,
         **kwargs: Any,
     ) -> Guard:
         """Build a Guard from a built-in profile name or a policy TOML path.
 
         ``threads`` is onnxruntime's intra-op thread count per model; by default the cores
-        are shared out between the models, which run side by side.
+        are shared out between the models, which run side by side. When the store
+        (``store``, else ``$GENGUARD_STORE``, else the default file) holds registered face
+        embeddings, the ``faces`` backend is added so that likeness is protected too.
         """
+        from genguard.faces.registry import with_face_backend
+
+        backends = with_face_backend(backends, store)
         if threads is None:
             threads = max(1, (os.cpu_count() or 1) // max(1, len(backends)))
         detectors = [create_detector(spec, threads=threads) for spec in backends]

@@ -46,6 +46,12 @@ SETTINGS: tuple[Setting, ...] = (
         "MiniLM encoder of the semantic check: numpy, onnx, onnx-int8",
     ),
     Setting(
+        "GENGUARD_PRECISION",
+        "fp32",
+        "precision of the NudeNet and OpenNSFW models: fp32, int8 (only where int8 is "
+        "offered), or per model: opennsfw=int8,nudenet=fp32",
+    ),
+    Setting(
         "GENGUARD_ADMIN_TOKEN",
         "(none: review page disabled)",
         "gateway review-page admin token, 32+ characters (or review.admin_token in the config)",
@@ -54,6 +60,12 @@ SETTINGS: tuple[Setting, ...] = (
         "GENGUARD_CONTENT_KEY",
         "(none)",
         "Fernet key for stored content (or store.content_key in the config)",
+    ),
+    Setting(
+        "GENGUARD_WATERMARK_KEY",
+        "(none: a random per-install key in <data dir>/watermark.key, 0600)",
+        "operator's secret watermark key, decimal or 0x-hex (or watermark.key in the config); "
+        "embedding never uses a built-in key",
     ),
 )
 
@@ -91,3 +103,24 @@ def admin_token() -> str:
 
 def content_key() -> str:
     return _get("GENGUARD_CONTENT_KEY")
+
+
+def watermark_key() -> str:
+    """``$GENGUARD_WATERMARK_KEY`` as written (parsed by genguard.provenance.watermark)."""
+    return _get("GENGUARD_WATERMARK_KEY")
+
+
+def precision(model: str) -> str:
+    """``$GENGUARD_PRECISION`` for ``model``: ``fp32`` (default) or ``int8``.
+
+    The value is one precision for every ONNX image model (``int8``) or per model
+    (``opennsfw=int8,nudenet=fp32``; models not named stay ``fp32``).
+    """
+    value = _get("GENGUARD_PRECISION").lower()
+    if "=" not in value:
+        return value or "fp32"
+    for pair in value.split(","):
+        name, _, chosen = pair.partition("=")
+        if name.strip() == model:
+            return chosen.strip() or "fp32"
+    return "fp32"

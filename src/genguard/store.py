@@ -20,7 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, String, Text, create_engine, event, text
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    ForeignKey,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.exc import (
     ArgumentError,
     DatabaseError,
@@ -299,3 +309,23 @@ def open_store(url_or_path: str | Path | None = None) -> Store:
     except OperationalError as exc:
         raise ConfigError(f"cannot open database {url_or_path!r}: {exc.orig}") from exc
     return Store(engine, path)
+
+
+class FaceEmbeddingRow(Base):
+    """One face embedding of a protected person (``genguard persons add NAME --photo``).
+
+    Only the embedding is kept (128 float32, 512 bytes), never the photo or any pixels;
+    it is still biometric data about the person (treat the database accordingly), and
+    deleting the person deletes it (ON DELETE CASCADE).
+    ``photo_sha256`` lets the same photo be added twice without a second row.
+    """
+
+    __tablename__ = "person_faces"
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    model: Mapped[str] = mapped_column(String(64))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    photo_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=lambda: datetime.now(UTC)
+    )

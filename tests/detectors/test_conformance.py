@@ -41,12 +41,23 @@ def _clip(request: pytest.FixtureRequest, tmp_path: Path) -> ImageDetector:
     return create_detector(f"clip:{request.getfixturevalue('tiny_clip')}?zeroshot=default")
 
 
+def _faces(request: pytest.FixtureRequest, tmp_path: Path) -> ImageDetector:
+    from genguard.cli import main
+
+    photos = request.getfixturevalue("photos")
+    store = tmp_path / "faces.db"
+    add = ["persons", "add", "Eileen Collins", "--photo", str(photos["astronaut"])]
+    assert main([*add, "--store", str(store)]) == 0
+    return create_detector(f"faces:{store}")
+
+
 BUILDERS: dict[str, Builder] = {
     "nudenet": lambda request, tmp_path: create_detector("nudenet", threads=1),
     "opennsfw": lambda request, tmp_path: create_detector("opennsfw", threads=1),
     "hashbank": _hashbank,
     "hf": _hf,
     "clip": _clip,
+    "faces": _faces,
 }
 
 

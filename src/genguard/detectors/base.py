@@ -70,6 +70,7 @@ DETECTORS: Registry[DetectorFactory] = Registry(
         "genguard.detectors.opennsfw",
         "genguard.detectors.hashbank",
         "genguard.detectors.clip",  # imports and registers hf too
+        "genguard.detectors.faces",
     ),
 )
 

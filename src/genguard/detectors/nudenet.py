@@ -21,7 +21,8 @@ import numpy as np
 
 from genguard.calibration import Curve, calibrate
 from genguard.decision import Region
-from genguard.detectors.base import DetectorOutput, LazySession, register_detector
+from genguard.detectors import quantize
+from genguard.detectors.base import DetectorOutput, register_detector
 from genguard.errors import ModelUnavailableError
 from genguard.taxonomy import NUDENET_LABELS
 
@@ -49,6 +50,13 @@ INPUT_SIZE = 320
 CANDIDATE_MIN_SCORE = 0.2  # the wrapper's pre-NMS cut
 NMS_SCORE = 0.25
 NMS_IOU = 0.45
+#: int8 recipe (:mod:`genguard.detectors.quantize`): only convolutions are quantised, and
+#: the detection head (``/model.22/``: box regression, DFL, class sigmoids) and the first
+#: two convolutions stay float. Quantising the head's concatenation of pixel-scale box
+#: coordinates with 0-1 class logits under one scale wiped out the class scores.
+INT8_RECIPE = quantize.Recipe(
+    "nudenet", op_types=("Conv",), exclude_prefixes=("/model.22/",), exclude_first_convs=2
+)
 
 
 def model_path() -> str:
@@ -119,8 +127,16 @@ class NudeNetDetector:
     categories = ("sexual_explicit", "nudity", "suggestive", "face")
     weights = staticmethod(model_path)
 
-    def __init__(self, path: str | None = None, *, threads: int | None = None) -> None:
-        self._session = LazySession(path or model_path(), threads)
+    def __init__(
+        self, path: str | None = None, *, threads: int | None = None, precision: str | None = None
+    ) -> None:
+        """``path``: another 320n file and/or ``?precision=fp32|int8`` (spec argument)."""
+        requested = quantize.parse_precision(path, precision, self.name)
+        source = quantize.model_argument(path) or model_path()
+        self.precision = quantize.resolve_precision(INT8_RECIPE, requested, source)
+        self._session = quantize.session(
+            source, self.precision, INT8_RECIPE, _calibration_blob, threads
+        )
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[DetectorOutput]:
         if not frames:
@@ -135,6 +151,10 @@ class NudeNetDetector:
             detections = postprocess(output[index], width, height, prepared[index][1])
             results.append(detections_to_output(detections, frame_size=(width, height)))
         return results
+
+
+def _calibration_blob(frame: np.ndarray) -> np.ndarray:
+    return letterbox(frame)[0]
 
 
 #: NudeNet's box confidences of 0.2-0.4 are mostly noise: (raw, calibrated) anchors,

@@ -28,6 +28,7 @@ SCORE_CATEGORIES: tuple[str, ...] = (
     "violence",
     "hate_symbol",
     "hash_match",
+    "real_person",
 )
 ROW_SCHEMA_VERSION = "genguard.scan-row/1"
 

@@ -98,6 +98,10 @@ class GuardRegistry:
         if self._detectors is None:
             threads = self.threads or max(1, (os.cpu_count() or 1) // max(1, len(self.backends)))
             self._detectors = [create_detector(b, threads=threads) for b in self.backends]
+            # Registered faces (`genguard persons add NAME --photo`) are matched here too.
+            from genguard.faces.registry import face_detectors
+
+            self._detectors += face_detectors(self.backends, self.store)
         return self._detectors
 
     def _analyser(self, policy: Policy) -> Any:

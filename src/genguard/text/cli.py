@@ -359,17 +359,36 @@ def persons_add(
     alias: Annotated[
         list[str] | None, typer.Option("--alias", "-a", help="another name (repeatable)")
     ] = None,
+    photo: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--photo",
+            help="reference photo of exactly one face (repeatable); only its embedding is kept",
+        ),
+    ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Protect a person: prompts naming them signal real_person."""
+    """Protect a person: prompts naming them, and with --photo images showing their face,
+    signal real_person."""
     from genguard.store import open_store
     from genguard.text.persons import add_person
 
+    faces = ""
+    if photo:
+        from genguard.faces.reference import reference_faces
+
+        references = reference_faces(photo)  # every photo checked before anything is written
     with open_store(store) as opened:
         person = add_person(opened, name, alias or [])
+        if photo:
+            from genguard.faces.registry import face_counts, store_faces
+
+            added = store_faces(opened, person.name, references)
+            total = face_counts(opened).get(person.name, 0)
+            faces = f", {added} face embedding(s) added ({total} in all)"
         where = opened.url
     aliases = f" (aliases: {', '.join(person.aliases)})" if person.aliases else ""
-    console.print(f"protected {person.name}{aliases} in {where}", highlight=False)
+    console.print(f"protected {person.name}{aliases}{faces} in {where}", highlight=False)
 
 
 @persons_app.command("list")
@@ -384,12 +403,14 @@ def persons_list(
     store: StoreOption = None,
 ) -> None:
     """List protected persons (yours; --builtin adds the shipped list, minus exclusions)."""
+    from genguard.faces.registry import face_counts
     from genguard.store import open_store
     from genguard.text.persons import builtin_persons, list_exclusions, list_persons
 
     with open_store(store) as opened:
         people = list_persons(opened)
         excluded = {n.casefold() for n in list_exclusions(opened)}
+        faces = face_counts(opened)
     if builtin:
         people += [p for p in builtin_persons() if p.name.casefold() not in excluded]
     if search:
@@ -399,7 +420,10 @@ def persons_list(
         print(
             json.dumps(
                 [
+                    # "faces" only for persons with face embeddings: name-only entries
+                    # keep the shape they always had.
                     {"name": p.name, "aliases": list(p.aliases), "builtin": p.builtin}
+                    | ({"faces": faces[p.name]} if faces.get(p.name) and not p.builtin else {})
                     for p in people
                 ],
                 ensure_ascii=False,
@@ -411,7 +435,9 @@ def persons_list(
     for p in people:
         aliases = f"  aliases: {', '.join(p.aliases)}" if p.aliases else ""
         tag = "  [dim](built-in)[/dim]" if p.builtin else ""
-        console.print(f"{p.name}{aliases}{tag}", highlight=False)
+        count = faces.get(p.name, 0) if not p.builtin else 0
+        face_note = f"  faces: {count}" if count else ""
+        console.print(f"{p.name}{aliases}{face_note}{tag}", highlight=False)
     if excluded and builtin:
         console.print(f"{len(excluded)} built-in person(s) excluded", highlight=False)
 
@@ -422,10 +448,13 @@ def persons_remove(
     store: StoreOption = None,
 ) -> None:
     """Stop protecting a person: yours are deleted, built-in ones are excluded."""
+    from genguard.faces.registry import remove_person_faces, resolve_person
     from genguard.store import open_store
     from genguard.text.persons import exclude_person, remove_person
 
     with open_store(store) as opened:
+        owner = resolve_person(opened, name)
+        faces = remove_person_faces(opened, owner) if owner is not None else 0
         removed = remove_person(opened, name)
         if not removed:
             try:
@@ -436,7 +465,8 @@ def persons_remove(
                 ) from exc
             console.print(f"excluded built-in person {person.name}", highlight=False)
             return
-    console.print(f"removed {name}", highlight=False)
+    note = f" and {faces} face embedding(s)" if faces else ""
+    console.print(f"removed {name}{note}", highlight=False)
 
 
 @persons_app.command("restore")
