@@ -3,15 +3,19 @@
 Side by side in one run:
 
 * hashing: genguard's ``pdq_hash`` (hex + quality) vs the raw ``pdqhash.compute``;
-* matching: genguard's ``HashBank.match`` (faiss ``IndexBinaryFlat``, exact) vs the
-  anchors a bank could use instead, on the same random banks and queries: a numpy
-  popcount scan (genguard's fallback when faiss is missing) and faiss's multi-index
-  hashing ``IndexBinaryMultiHash`` (8 x 32-bit sub-hashes, nflip=3: exact at radius 31);
+* matching: genguard's ``HashBank.match`` with the flat index (faiss ``IndexBinaryFlat``)
+  and with ``index="mih"`` (numpy multi-index hashing, 16 x 16-bit chunks) vs the
+  anchors: python-threatexchange's PDQ index layout (faiss ``IndexBinaryMultiHash``,
+  16 x 16 bits, nflip = 1) and a plain numpy popcount scan, on the same random banks and
+  queries;
 * recall: images from scikit-image are planted in a bank of random hashes; edited copies
-  (JPEG, resize, light crops, brightness) are looked up at the default threshold 31.
+  (JPEG, resize, light crops, brightness) are looked up at the default threshold 31;
+* orientation: EXIF-rotated JPEGs (orientations 3, 6, 8) matched by their stored hash
+  only (what pdqhash and ThreatExchange compute), by stored + oriented (genguard's
+  default), and with ``--dihedral``; horizontal and vertical flips likewise.
 
 Run: ``python bench/pdq.py [--sizes 10000 1000000] [--huge]`` (``--huge`` adds 10^7,
-about 320 MB of hashes plus 320 MB for the multi-hash index). Single thread.
+about 320 MB of hashes, 640 MB for genguard's MIH, ~4 GB for faiss's). Single thread.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import io
 import time
+from typing import Any
 
 import cv2
 import numpy as np
 import pdqhash
 from PIL import Image, ImageEnhance
 
+from genguard.content import load_image
 from genguard.provenance import hashbank as hb
 
 cv2.setNumThreads(1)
@@ -118,58 +124,113 @@ def bench_hashing(reps: int) -> None:
         print(f"{side}x{side:<8}{rates[0]:>14.1f}{rates[1]:>14.1f}{rates[0] / rates[1]:>8.2f}")
 
 
+def _queries(codes: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Half near-duplicates (20 bits from a bank entry: inside the threshold), half random."""
+    qs = codes[rng.integers(0, len(codes), count)].copy()
+    for i in range(count // 2):
+        for bit in rng.choice(256, 20, replace=False):
+            qs[i, bit // 8] ^= 1 << (bit % 8)
+    qs[count // 2 :] = rng.integers(0, 256, (count - count // 2, hb.HASH_BYTES))
+    return qs
+
+
+def _latencies(search: Any, qs: np.ndarray) -> tuple[float, float]:
+    times = []
+    for q in qs:
+        t0 = time.perf_counter()
+        search(q)
+        times.append(time.perf_counter() - t0)
+    return percentiles(times)
+
+
 def bench_matching(sizes: list[int], queries: int, rng: np.random.Generator) -> None:
-    print(f"\nMatch latency, threshold 31, {queries} queries (ms, 1 thread)")
+    """p50/p99 per query at threshold 31: genguard's flat and MIH banks vs the anchors."""
+    print(f"\nMatch latency, threshold 31, {queries} queries (ms p50/p99, 1 thread)")
     print(
-        f"{'bank size':>11}{'genguard p50':>14}{'p99':>8}{'numpy p50':>11}{'p99':>8}"
-        f"{'MIH p50':>9}{'p99':>8}{'build MIH s':>13}{'numpy/gg':>10}"
+        f"{'bank size':>11}{'gg flat':>14}{'gg mih':>14}{'TE faiss MIH':>15}"
+        f"{'numpy scan':>14}{'mih build s':>13}{'TE build s':>12}{'TE/gg mih p99':>15}"
     )
     for size in sizes:
         codes = rng.integers(0, 256, (size, hb.HASH_BYTES), dtype=np.uint8)
-        # Queries: half are near-duplicates (12 bits from a bank entry), half random.
-        picks = rng.integers(0, size, queries)
-        qs = codes[picks].copy()
-        for i in range(queries // 2):
-            for bit in rng.choice(256, 12, replace=False):
-                qs[i, bit // 8] ^= 1 << (bit % 8)
-        qs[queries // 2 :] = rng.integers(0, 256, (queries - queries // 2, hb.HASH_BYTES))
+        qs = _queries(codes, queries, rng)
         hexes = [q.tobytes().hex() for q in qs]
-        bank = hb.HashBank()
-        bank.add_codes(codes)
-        bank.match(hexes[0])  # build the index outside the timing
-        gg = []
-        for h in hexes:
+        cells, builds = [], []
+        for kind in ("flat", "mih"):
+            bank = hb.HashBank(index=kind)
+            bank.add_codes(codes)
             t0 = time.perf_counter()
-            found = bank.match(h)
-            gg.append(time.perf_counter() - t0)
-        assert sum(1 for h in hexes[: queries // 2] if bank.match(h)) == queries // 2, found
-        scan = []
-        for q in qs:
-            t0 = time.perf_counter()
-            d = hb._popcount_distances(codes, q)
-            np.nonzero(d <= 31)
-            scan.append(time.perf_counter() - t0)
-        mih_t, build = [float("nan")], float("nan")
+            bank.match(hexes[0])  # builds the index
+            builds.append(time.perf_counter() - t0)
+            found = sum(1 for h in hexes[: queries // 2] if bank.match(h))
+            assert found == queries // 2, (kind, found)  # every near-duplicate is found
+            cells.append(_latencies(lambda q, b=bank: b.match(q.tobytes().hex()), qs))
+            del bank
+        te, te_build = (float("nan"), float("nan")), float("nan")
         if faiss is not None:
+            # python-threatexchange's PDQ index: 16 x 16-bit chunks, nflip = 31 // 16.
             t0 = time.perf_counter()
-            mih = faiss.IndexBinaryMultiHash(hb.HASH_BITS, 8, 32)
-            mih.nflip = 3
+            mih = faiss.IndexBinaryMultiHash(hb.HASH_BITS, 16, 16)
+            mih.nflip = 1
             mih.add(codes)
-            build = time.perf_counter() - t0
-            mih_t = []
-            for q in qs:
-                t0 = time.perf_counter()
-                mih.range_search(q[None, :], 32)
-                mih_t.append(time.perf_counter() - t0)
+            te_build = time.perf_counter() - t0
+            te = _latencies(lambda q, m=mih: m.range_search(q[None, :], 32), qs)
             del mih
-        g50, g99 = percentiles(gg)
-        n50, n99 = percentiles(scan)
-        m50, m99 = percentiles(mih_t)
-        print(
-            f"{size:>11,}{g50:>14.2f}{g99:>8.2f}{n50:>11.2f}{n99:>8.2f}{m50:>9.2f}{m99:>8.2f}"
-            f"{build:>13.1f}{n50 / g50:>10.1f}"
+        scan = _latencies(
+            lambda q, c=codes: np.nonzero(hb._popcount_distances(c, q) <= 31),
+            qs[: min(50, queries)],
         )
-        del bank, codes
+        cell = [f"{a:>7.2f}/{b:<6.2f}" for a, b in (*cells, te, scan)]
+        print(
+            f"{size:>11,}{cell[0]:>14}{cell[1]:>14}{cell[2]:>15}{cell[3]:>14}"
+            f"{builds[1]:>13.1f}{te_build:>12.1f}{te[1] / cells[1][1]:>15.2f}"
+        )
+        del codes
+
+
+def exif_rotated_jpeg(rgb: np.ndarray, orientation: int) -> bytes:
+    """A JPEG whose stored pixels are turned so that EXIF ``orientation`` shows ``rgb``."""
+    from PIL import Image as PILImage
+
+    undo = {3: PILImage.Transpose.ROTATE_180, 6: PILImage.Transpose.ROTATE_90,
+            8: PILImage.Transpose.ROTATE_270}[orientation]  # fmt: skip
+    stored = PILImage.fromarray(rgb).transpose(undo)
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    stored.save(buf, "JPEG", quality=90, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def bench_orientation(rng: np.random.Generator) -> None:
+    """Recall of upright originals for EXIF-rotated and flipped copies, per query set."""
+    bank = hb.HashBank()
+    bank.add_codes(rng.integers(0, 256, (100_000, hb.HASH_BYTES), dtype=np.uint8))
+    photos = {name: load_photo(name) for name in PHOTOS}
+    for name, img in photos.items():
+        bank.add(name, hb.pdq_hash(img)[0])
+    print("\nRecall of the upright original (threshold 31, 100k random hashes as decoys)")
+    print(f"{'copy':<22}{'stored only':>13}{'stored+oriented':>17}{'dihedral':>10}")
+    for orientation in (3, 6, 8):
+        hits = [0, 0, 0]
+        for name, img in photos.items():
+            hashes = hb.hash_image_file(exif_rotated_jpeg(img, orientation))
+            upright = load_image(exif_rotated_jpeg(img, orientation)).rgb
+            for k, queries in enumerate(
+                ([hashes.stored], hashes.queries(), hb.dihedral_hashes(upright))
+            ):
+                hits[k] += any(m.entry.name == name for q in queries for m in bank.match(q))
+        row = "".join(f"{h / len(photos):>{w}.0%}" for h, w in zip(hits, (13, 17, 10), strict=True))
+        print(f"{'EXIF orientation ' + str(orientation):<22}{row}")
+    for label, fn in (("horizontal flip", np.fliplr), ("vertical flip", np.flipud)):
+        plain = dihedral = 0
+        for name, img in photos.items():
+            copy = np.ascontiguousarray(fn(img))
+            plain += any(m.entry.name == name for m in bank.match(hb.pdq_hash(copy)[0]))
+            dihedral += any(
+                m.entry.name == name for q in hb.dihedral_hashes(copy) for m in bank.match(q)
+            )
+        n = len(photos)
+        print(f"{label:<22}{plain / n:>13.0%}{plain / n:>17.0%}{dihedral / n:>10.0%}")
 
 
 def bench_recall(bank_size: int, rng: np.random.Generator) -> None:
@@ -227,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     bench_hashing(args.hash_reps)
     bench_matching(args.sizes + ([10_000_000] if args.huge else []), args.queries, rng)
     bench_recall(args.recall_bank, rng)
+    bench_orientation(rng)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ again) kept as 256-bit PDQ hashes with metadata. :meth:`HashBank.match` returns 
 entry within a Hamming distance (31 by default, the threshold ThreatExchange recommends
 for PDQ), nearest first.
 
-Index: exact brute-force Hamming search. With ``faiss`` installed it uses
+Index: exact brute-force Hamming search by default. With ``faiss`` installed it uses
 ``faiss.IndexBinaryFlat`` (about 1.3 ms per query at 10^6 hashes on one core, see
-docs/provenance.md; multi-index hashing measured 4x slower at radius 31 and slow to
-build); recent additions are scanned with numpy until the index is rebuilt. Without
-faiss everything is a numpy popcount scan (about 20x slower, same answers).
+docs/provenance.md); without faiss a numpy popcount scan (slower, same answers). For
+banks of millions, ``index="mih"`` is multi-index hashing in numpy
+(:mod:`genguard.provenance.mih`: python-threatexchange's 16 x 16-bit layout, exact up to
+radius 31, 64 bytes per hash). Recent additions are scanned with numpy until the index
+is rebuilt.
 
 File formats (both UTF-8 text, one entry per line, ``#`` comments and blank lines
 ignored, errors name the line number):
@@ -39,6 +41,8 @@ from typing import Any
 import numpy as np
 
 from genguard.errors import ContentError, GenguardError
+from genguard.provenance.mih import MAX_RADIUS as MIH_MAX_RADIUS
+from genguard.provenance.mih import MultiIndex
 from genguard.provenance.pdq import pdq_bits
 
 faiss: Any
@@ -57,7 +61,7 @@ MIN_QUALITY = 50
 BANK_HEADER = "# genguard-hashbank v1"
 _FIELDS = ("hash", "quality", "name", "added", "source")
 #: Hashes added after the last index build are scanned with numpy until there are this
-#: many (or 1/8 of the indexed ones); then the faiss index is rebuilt.
+#: many (or 1/8 of the indexed ones); then the index is rebuilt.
 _DELTA_MIN = 4096
 
 
@@ -214,9 +218,9 @@ class HashBank:
     """
 
     def __init__(self, entries: Iterable[BankEntry] = (), *, index: str = "flat") -> None:
-        """``index``: ``"flat"`` (default: exact scan, no build cost) or ``"mih"`` (faiss
-        multi-index hashing, exact at radius <= 31: ~4x faster queries at 10^7 hashes but
-        minutes to build and ~400 bytes of RAM per hash; see docs/provenance.md)."""
+        """``index``: ``"flat"`` (default: exact scan, no build cost) or ``"mih"``
+        (multi-index hashing, exact at radius <= 31, for banks of millions: a build of
+        seconds per million hashes and 64 bytes of RAM per hash; see docs/provenance.md)."""
         if index not in ("flat", "mih"):
             raise HashBankError(f"index must be 'flat' or 'mih', got {index!r}")
         self._index_kind = index
@@ -316,8 +320,11 @@ class HashBank:
         with self._lock:
             self._flush()
             total = self._codes.shape[0]
-            if faiss is not None and total - self._indexed > max(_DELTA_MIN, self._indexed // 8):
-                index = _new_index(self._index_kind)
+            stale = total - self._indexed > max(_DELTA_MIN, self._indexed // 8)
+            if stale and self._index_kind == "mih":
+                self._index, self._indexed = MultiIndex(self._codes), total
+            elif stale and faiss is not None:
+                index = faiss.IndexBinaryFlat(HASH_BITS)
                 index.add(self._codes)
                 self._index, self._indexed = index, total
             return self._index, self._indexed, self._codes
@@ -325,10 +332,14 @@ class HashBank:
     def _search(self, query: np.ndarray, radius: int | None) -> tuple[np.ndarray, np.ndarray]:
         """(distances, row ids) within ``radius`` (inclusive), or of the nearest per part."""
         index, indexed, codes = self._snapshot()
-        if index is not None and self._index_kind == "mih" and (radius is None or radius > 31):
+        if isinstance(index, MultiIndex) and (radius is None or radius > MIH_MAX_RADIUS):
             index, indexed = None, 0  # MIH is exact only up to radius 31: scan instead
         dists, ids = [], []
-        if index is not None and indexed:
+        if isinstance(index, MultiIndex) and indexed and radius is not None:
+            d, i = index.range_search(query, radius)
+            dists.append(d)
+            ids.append(i)
+        elif index is not None and indexed:
             if radius is None:
                 d, i = index.search(query[None, :], 1)
                 dists.append(d[0].astype(np.int64))
@@ -416,17 +427,6 @@ class HashBank:
             count += 1
         Path(path).write_text(buf.getvalue(), encoding="utf-8")
         return count
-
-
-def _new_index(kind: str) -> Any:
-    """An empty faiss binary index of the requested kind."""
-    if kind == "mih":
-        # 8 chunks of 32 bits: a hash within 31 bits differs by <= 3 bits in at least one
-        # chunk (pigeonhole), so probing every 3-bit flip of each chunk is exact.
-        index = faiss.IndexBinaryMultiHash(HASH_BITS, 8, 32)
-        index.nflip = 3
-        return index
-    return faiss.IndexBinaryFlat(HASH_BITS)
 
 
 def _popcount_distances(codes: np.ndarray, query: np.ndarray) -> np.ndarray:
