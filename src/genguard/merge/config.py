@@ -194,8 +194,39 @@ def _check_params(
         values = [value] if isinstance(value, float | int) else _block_values(value)
         if any(not math.isfinite(v) for v in values):
             raise ConfigError(f"{where}.{name}: must be a finite number")
-        if name == "density" and any(not 0.0 <= v <= 1.0 for v in values):
-            raise ConfigError(f"{where}.{name}: density must be between 0 and 1")
+        if name in _UNIT_INTERVAL and any(not 0.0 <= v <= 1.0 for v in values):
+            raise ConfigError(f"{where}.{name}: {name} must be between 0 and 1")
+        if name in _FLAGS and any(v not in (0.0, 1.0) for v in values):
+            raise ConfigError(f"{where}.{name}: {name} is a switch, 0 or 1")
+
+
+#: Parameters that are shares of a tensor's entries.
+_UNIT_INTERVAL = frozenset({"density", "gamma", "epsilon"})
+#: Parameters that switch a step on (1) or off (0).
+_FLAGS = frozenset({"normalize", "rescale", "filter_wise"})
+
+
+def _scalar(value: ParamValue | None) -> float | None:
+    return float(value) if isinstance(value, float | int) else None
+
+
+def _check_epsilon(spec: ModelSpec, method: MergeMethod, where: str) -> None:
+    """DELLA keeps entries with probabilities in density +/- epsilon: both must be in (0, 1).
+
+    Scalar values are checked here, before any file is opened; per-block ones when the
+    method meets them.
+    """
+    if "epsilon" not in method.model_params:
+        return
+    density = _scalar(spec.parameters.get("density", method.model_params.get("density")))
+    epsilon = _scalar(spec.parameters.get("epsilon", method.model_params["epsilon"]))
+    if density is None or epsilon is None or not 0.0 < density < 1.0:
+        return
+    if not (density - epsilon > 0.0 and density + epsilon < 1.0):
+        raise ConfigError(
+            f"{where}.epsilon: density - epsilon and density + epsilon must lie inside "
+            f"(0, 1) (density {density:g}, epsilon {epsilon:g})"
+        )
 
 
 def _block_values(value: BlockWeights) -> list[float]:
@@ -256,6 +287,7 @@ def validate_method(cfg: MergeConfig) -> MergeMethod:
     for i, spec in enumerate(cfg.models):
         where = f"models.{i}.parameters"
         _check_params(spec.parameters, method.model_params, where, method.name)
+        _check_epsilon(spec, method, where)
         weight = spec.parameters.get("weight")
         if method.positive_weights and weight is not None:
             values = [weight] if isinstance(weight, float | int) else _block_values(weight)

@@ -36,6 +36,7 @@ from genguard.merge.blocks import (
     is_lora,
 )
 from genguard.merge.config import BlockWeights, MergeConfig, ParamValue, weight_sum_problem
+from genguard.merge.keys import DiffusersFolderReader, is_diffusers_folder
 from genguard.merge.methods import MergeMethod, TensorContext
 from genguard.merge.safetensors_io import (
     DTYPE_ALIASES,
@@ -243,11 +244,13 @@ class _SourceHasher:
 
     def _hash(self, path: Path) -> str:
         h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(8 * 1024 * 1024):
-                if self._stop.is_set():
-                    return ""
-                h.update(chunk)
+        files = sorted(path.rglob("*.safetensors")) if path.is_dir() else [path]  # diffusers
+        for file in files:
+            with open(file, "rb") as f:
+                while chunk := f.read(8 * 1024 * 1024):
+                    if self._stop.is_set():
+                        return ""
+                    h.update(chunk)
         return h.hexdigest()
 
     def result(self, path: Path) -> str:
@@ -266,13 +269,16 @@ def _open_sources(cfg: MergeConfig) -> dict[str, SafetensorsReader]:
     readers: dict[str, SafetensorsReader] = {}
     try:
         for role, path in cfg.sources():
-            if not path.is_file():
+            if is_diffusers_folder(path):  # unet/, text_encoder/, vae/: LDM names on read
+                readers[role] = DiffusersFolderReader(path)
+            elif not path.is_file():
                 raise MergeInputError(f"{role}: {path}: no such file")
-            readers[role] = SafetensorsReader(path)
+            else:
+                readers[role] = SafetensorsReader(path)
             if is_lora(readers[role].tensors):
                 raise MergeInputError(
-                    f"{role} ({path.name}) is a LoRA, not a checkpoint; baking LoRAs into "
-                    "a model is not supported yet"
+                    f"{role} ({path.name}) is a LoRA, not a checkpoint; bake it into a "
+                    "checkpoint with `genguard lora bake` (docs/lora.md)"
                 )
     except BaseException:
         for r in readers.values():

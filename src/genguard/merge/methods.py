@@ -19,12 +19,25 @@ memory. Definitions follow the papers and the conventions of mergekit / supermer
 * ``dare_linear`` / ``dare_ties``: drop each task-vector entry with probability
   ``1 - density`` and rescale survivors by ``1 / density`` (seeded per key, so results do
   not depend on processing order), then sum linearly or with TIES sign election.
+* ``model_stock``: ``base + t * (mean(M_i) - base)`` with ``t = k cos / (1 + (k-1) cos)``,
+  ``cos`` the mean angle between the fine-tunes' deltas (Jang et al. 2024).
+* ``della`` / ``della_linear``: DELLA's MagPrune (keep probability rising with the
+  magnitude rank within a row), L1 rescale, then TIES election or a weighted sum.
+* ``breadcrumbs`` / ``breadcrumbs_ties``: drop the largest ``gamma`` share and the
+  smallest magnitudes (keep ``density``), then a weighted sum or TIES election.
+
+The last three follow mergekit 0.1.5 (``merge_methods/model_stock.py``, ``sparsify.py``,
+``merge_methods/generalized_task_arithmetic.py`` and its ``registry.py`` defaults).
+
+Memory contract: with an owned context a method works in its input arrays and needs at
+most 2 x the tensor of scratch, so a merge stays within (sources + 2) x the largest
+tensor; ``bench/merge.py`` measures it for every method at SD 1.5's largest tensor.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -156,6 +169,61 @@ def task_vectors(ctx: TensorContext) -> list[np.ndarray]:
 _CHUNK = 1 << 20
 
 
+def _chunks(size: int, chunk: int = _CHUNK) -> Iterator[slice]:
+    """Consecutive slices of at most ``chunk`` elements covering ``range(size)``."""
+    for start in range(0, size, chunk):
+        yield slice(start, min(start + chunk, size))
+
+
+def _scratch_chunk(size: int, largest: int, divisor: int = 8) -> int:
+    """Elements per chunk for scratch wider than the float32 data (float64, int64).
+
+    A fixed chunk would be the whole tensor, several times over, for a small tensor: at
+    most ``size // divisor`` keeps an 8-byte-per-entry scratch under 1 x the tensor at
+    any size (the floor of 4096 only matters for tensors of a few KB).
+    """
+    return max(4096, min(largest, size // divisor))
+
+
+def _dot64(x: np.ndarray, y: np.ndarray) -> float:
+    """``sum(x * y)`` accumulated in float64, a chunk at a time.
+
+    float32 accumulation over ~38 M entries (the SD 1.5 token embedding) loses digits
+    that matter for an angle near 0; a float64 copy of the whole tensor would cost 2 x
+    its float32 size. Chunks give the precision for 4 MB of scratch.
+    """
+    fx, fy = x.reshape(-1), y.reshape(-1)
+    total = 0.0
+    for part in _chunks(fx.size, _scratch_chunk(fx.size, _CHUNK // 4)):
+        cx = fx[part].astype(np.float64)
+        # einsum, not np.dot: BLAS threads can stall a busy machine (17 ms vs 1.4 ms here)
+        total += float(np.einsum("i,i->", cx, cx if x is y else fy[part].astype(np.float64)))
+    return total
+
+
+def _abs_sum64(x: np.ndarray) -> float:
+    """``sum(|x|)`` accumulated in float64, a chunk at a time (the L1 norm)."""
+    flat = x.reshape(-1)
+    return float(sum(np.abs(flat[part]).sum(dtype=np.float64) for part in _chunks(flat.size)))
+
+
+def _combine_two(
+    a: np.ndarray, b: np.ndarray, s0: float, s1: float, *, inplace: bool
+) -> np.ndarray:
+    """``s0 * a + s1 * b`` in float32, into ``a`` (``inplace``) or one fresh array.
+
+    Chunked, so the only temporary is a chunk of ``s1 * b``.
+    """
+    out = a if inplace else np.empty_like(a)
+    fo, fa, fb = out.reshape(-1), a.reshape(-1), b.reshape(-1)
+    c0, c1 = np.float32(s0), np.float32(s1)
+    for part in _chunks(fo.size):
+        chunk = fo[part]
+        np.multiply(fa[part], c0, out=chunk)
+        chunk += c1 * fb[part]
+    return out
+
+
 def magnitude_trim(delta: np.ndarray, density: float, *, inplace: bool = False) -> np.ndarray:
     """Keep the ``density`` share of entries with the largest magnitude, zero the rest.
 
@@ -172,7 +240,8 @@ def magnitude_trim(delta: np.ndarray, density: float, *, inplace: bool = False) 
         flat[:] = 0
         return out
     magnitude = np.abs(flat)
-    threshold = np.partition(magnitude, flat.size - k)[flat.size - k]
+    magnitude.partition(flat.size - k)  # in place: np.partition would copy (1 x more)
+    threshold = magnitude[flat.size - k]
     np.abs(flat, out=magnitude)  # the partition reordered it
     above = int(np.count_nonzero(magnitude > threshold))
     if threshold > 0:
@@ -284,8 +353,8 @@ def sign_consensus_mean(
 def weighted_sum(ctx: TensorContext) -> np.ndarray:
     """Linear interpolation between two models (supermerger's "Weight sum")."""
     a, b = ctx.tensors
-    alpha = np.float32(ctx.params["alpha"])
-    return (np.float32(1.0) - alpha) * a + alpha * b
+    alpha = float(ctx.params["alpha"])
+    return _combine_two(a, b, 1.0 - alpha, alpha, inplace=ctx.owned)
 
 
 @register_merge_method(
@@ -299,11 +368,18 @@ def weighted_sum(ctx: TensorContext) -> np.ndarray:
 def linear(ctx: TensorContext) -> np.ndarray:
     """Weighted average of any number of models."""
     weights = [p["weight"] for p in ctx.model_params]
-    total = np.zeros_like(ctx.tensors[0])
-    for w, t in zip(weights, ctx.tensors, strict=True):
-        total += np.float32(w) * t
-    if ctx.params["normalize"] and sum(weights) != 0:
-        total /= np.float32(sum(weights))
+    divide = bool(ctx.params["normalize"]) and sum(weights) != 0
+    flats = [t.reshape(-1) for t in ctx.tensors]
+    total = ctx.tensors[0] if ctx.owned else np.empty_like(ctx.tensors[0])
+    flat = total.reshape(-1)
+    # chunked, so the only temporaries are chunks (a whole-tensor w * M would be 1 x more)
+    for part in _chunks(flat.size):
+        chunk = flat[part]
+        np.multiply(flats[0][part], np.float32(weights[0]), out=chunk)
+        for w, t in zip(weights[1:], flats[1:], strict=True):
+            chunk += np.float32(w) * t[part]
+        if divide:
+            chunk /= np.float32(sum(weights))
     return total
 
 
@@ -320,7 +396,15 @@ def add_difference(ctx: TensorContext) -> np.ndarray:
     """Transplant what B learned relative to C onto A."""
     a, b = ctx.tensors
     c = _require_base(ctx)
-    return a + np.float32(ctx.params["alpha"]) * (b - c)
+    alpha = np.float32(ctx.params["alpha"])
+    out = b if ctx.owned else np.empty_like(b)
+    fo, fa, fb, fc = out.reshape(-1), a.reshape(-1), b.reshape(-1), c.reshape(-1)
+    for part in _chunks(fo.size):  # chunked: no tensor-sized (B - C) temporary
+        chunk = fo[part]
+        np.subtract(fb[part], fc[part], out=chunk)
+        chunk *= alpha
+        chunk += fa[part]
+    return out
 
 
 @register_merge_method(
@@ -335,22 +419,25 @@ def slerp(ctx: TensorContext) -> np.ndarray:
 
     Unlike a plain average this keeps the norm from shrinking when the tensors point in
     different directions. Nearly parallel or zero tensors fall back to linear.
+
+    Memory: the norms and the dot product are accumulated in float64 a chunk at a time
+    (normalised float64 copies would cost 4 x the tensor), and the result is combined
+    chunk by chunk into A (owned) or one fresh array: at most 1 x the tensor beyond the
+    sources, where the textbook formula peaks near 8 x.
     """
     a, b = ctx.tensors
     t = float(ctx.params["t"])
-    a64 = a.reshape(-1).astype(np.float64)
-    b64 = b.reshape(-1).astype(np.float64)
-    na, nb = np.linalg.norm(a64), np.linalg.norm(b64)
-    if na == 0.0 or nb == 0.0:
-        return ((1.0 - t) * a + t * b).astype(np.float32)
-    dot = float(np.clip(np.dot(a64 / na, b64 / nb), -1.0, 1.0))
+    norm_a2, norm_b2 = _dot64(a, a), _dot64(b, b)
+    if norm_a2 == 0.0 or norm_b2 == 0.0:
+        return _combine_two(a, b, 1.0 - t, t, inplace=ctx.owned)
+    dot = float(np.clip(_dot64(a, b) / np.sqrt(norm_a2 * norm_b2), -1.0, 1.0))
     if abs(dot) > 0.9995:
-        return ((1.0 - t) * a + t * b).astype(np.float32)
+        return _combine_two(a, b, 1.0 - t, t, inplace=ctx.owned)
     theta = np.arccos(dot)
     sin_theta = np.sin(theta)
     s0 = np.sin((1.0 - t) * theta) / sin_theta
     s1 = np.sin(t * theta) / sin_theta
-    return (np.float32(s0) * a + np.float32(s1) * b).astype(np.float32)
+    return _combine_two(a, b, float(s0), float(s1), inplace=ctx.owned)
 
 
 @register_merge_method(
@@ -445,5 +532,326 @@ def dare_ties(ctx: TensorContext) -> np.ndarray:
     weights = [p["weight"] for p in ctx.model_params]
     merged = sign_consensus_mean(
         _dare_deltas(ctx), weights, bool(ctx.params["normalize"]), inplace=True
+    )
+    return _onto_base(ctx, merged)
+
+
+# --- model stock (Jang et al. 2024) -----------------------------------------------------
+
+
+def _as_rows(x: np.ndarray, filter_wise: bool) -> np.ndarray:
+    """The (rows, columns) view model_stock measures angles over.
+
+    Per tensor: one row holding everything. Per filter (mergekit's ``filter_wise``): the
+    angle is taken along the last dimension, as mergekit's ``dim=-1`` does; a 1-D
+    tensor is a single row (mergekit unsqueezes it).
+    """
+    if x.ndim == 0:
+        return x.reshape(1, 1)
+    if filter_wise:
+        return x.reshape(-1, x.shape[-1])
+    return x.reshape(1, -1)
+
+
+def _row_groups(rows: int, cols: int, chunk: int = _CHUNK) -> Iterator[slice]:
+    """Groups of whole rows of about ``chunk`` elements (one row if it is longer)."""
+    step = max(1, chunk // max(cols, 1))
+    for start in range(0, rows, step):
+        yield slice(start, min(start + step, rows))
+
+
+def _row_blocks(rows: int, cols: int, chunk: int) -> Iterator[tuple[slice, slice]]:
+    """(row, column) slices of about ``chunk`` elements covering a (rows, cols) view."""
+    if cols >= chunk:
+        for r in range(rows):
+            for part in _chunks(cols, chunk):
+                yield slice(r, r + 1), part
+        return
+    for group in _row_groups(rows, cols, chunk):
+        yield group, slice(0, cols)
+
+
+#: model_stock's largest block: it holds k + 2 float64 copies of a block at once.
+_STOCK_CHUNK = _CHUNK // 8
+
+
+def model_stock_ratio(models: list[np.ndarray], base: np.ndarray, filter_wise: bool) -> np.ndarray:
+    """Model Stock's interpolation ratio ``t = k cos / (1 + (k - 1) cos)`` per row.
+
+    ``cos`` is the mean, over all pairs, of the cosine between two fine-tunes' deltas
+    from the base (each pair's norm product clamped at 1e-6 and the cosine to [-1, 1],
+    as mergekit does). Where the denominator vanishes (|.| < 1e-6) there is no finite
+    estimate and ``t`` is 0: the base is kept rather than opposing updates amplified.
+    Norms and dot products accumulate in float64 over chunks, so no delta is ever
+    materialised in full.
+    """
+    b2 = _as_rows(base, filter_wise)
+    ms = [_as_rows(m, filter_wise) for m in models]
+    rows, cols = b2.shape
+    k = len(models)
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    norms = np.zeros((k, rows))
+    dots = np.zeros((len(pairs), rows))
+    for rs, cs in _row_blocks(rows, cols, _scratch_chunk(b2.size, _STOCK_CHUNK, 4 * (k + 2))):
+        b = b2[rs, cs].astype(np.float64)
+        deltas = [m[rs, cs].astype(np.float64) - b for m in ms]
+        for i, d in enumerate(deltas):
+            norms[i, rs] += np.einsum("rc,rc->r", d, d)
+        for p, (i, j) in enumerate(pairs):
+            dots[p, rs] += np.einsum("rc,rc->r", deltas[i], deltas[j])
+    norms = np.sqrt(norms)
+    cosines = [
+        np.clip(dots[p] / np.maximum(norms[i] * norms[j], 1e-6), -1.0, 1.0)
+        for p, (i, j) in enumerate(pairs)
+    ]
+    cos = np.mean(cosines, axis=0) if cosines else np.zeros(rows)
+    denominator = 1.0 + (k - 1) * cos
+    singular = np.abs(denominator) < 1e-6
+    return np.where(singular, 0.0, k * cos / np.where(singular, 1.0, denominator))
+
+
+@register_merge_method(
+    "model_stock",
+    description="base + t * (mean(M_i) - base), t = k cos / (1 + (k-1) cos) from delta angles",
+    needs_base=True,
+    primary="base",
+    min_models=2,
+    params={"filter_wise": 0.0},
+)
+def model_stock(ctx: TensorContext) -> np.ndarray:
+    """Model Stock (Jang et al. 2024, arXiv:2403.19522), as mergekit 0.1.5 computes it.
+
+    Fine-tunes scattered around a centre: the more their deltas disagree in direction
+    (small cos), the closer to the base the merge stays. ``t * mean(M_i) + (1 - t) *
+    base``, with ``t`` per tensor (or per last-dimension row with ``filter_wise: 1``).
+    The mean is accumulated in the first model's array (owned) or one fresh array.
+    """
+    base = _require_base(ctx)
+    filter_wise = bool(ctx.params["filter_wise"])
+    t = model_stock_ratio(ctx.tensors, base, filter_wise)
+    out = ctx.tensors[0] if ctx.owned else np.empty_like(base)
+    o2, b2 = _as_rows(out, filter_wise), _as_rows(base, filter_wise)
+    ms = [_as_rows(m, filter_wise) for m in ctx.tensors]
+    scale = np.float32(1.0 / len(ms))
+    rows, cols = b2.shape
+    for rs, cs in _row_blocks(rows, cols, _STOCK_CHUNK):
+        chunk = o2[rs, cs]
+        if not ctx.owned:  # owned: ``out`` is the first model's own array already
+            np.copyto(chunk, ms[0][rs, cs])
+        for m in ms[1:]:
+            chunk += m[rs, cs]
+        chunk *= scale
+        t_rows = t[rs, None].astype(np.float32)
+        chunk *= t_rows
+        chunk += (np.float32(1.0) - t_rows) * b2[rs, cs]
+    return out
+
+
+# --- DELLA (Deep et al. 2024) and Model Breadcrumbs (Davari & Belilovsky 2023) ------------
+
+
+def della_magprune(
+    delta: np.ndarray,
+    density: float,
+    epsilon: float,
+    rng: np.random.Generator,
+    *,
+    rescale: bool,
+    inplace: bool = False,
+) -> np.ndarray:
+    """DELLA's MagPrune: keep each entry with a probability that grows with its magnitude.
+
+    Within each row, entries are ranked by |value| (0 = smallest); an entry of rank r in
+    a row of C keeps with probability ``density - epsilon + 2 * epsilon * r / (C - 1)``
+    (mergekit 0.1.5, ``sparsify.della_magprune``), so the mean keep rate is ``density``
+    and large changes survive more often than small ones. A row with one entry keeps
+    with ``density``. With ``rescale`` the survivors are scaled so the tensor's L1 norm
+    is unchanged (mergekit's ``rescale_norm=l1``; skipped when either norm is < 1e-7).
+
+    Rows: mergekit ranks along dim 1 (a 1-D tensor is one row). Here a row is the first
+    dimension with everything else flattened, which is the same for the 2-D and 1-D
+    tensors mergekit targets and ranks a conv filter's whole kernel together. Equal
+    magnitudes are ranked in numpy's (fixed) sort order, as mergekit leaves them to
+    torch.argsort. Rows are processed in blocks of at most a quarter million entries (an
+    eighth of a smaller tensor), drawing the random numbers in row-major order: one
+    stream for the tensor, the same as a single draw.
+    """
+    if density >= 1.0:
+        return delta
+    out = delta if inplace else delta.copy()
+    if density <= 0.0:
+        out[...] = 0
+        return out
+    rows = out.reshape(out.shape[0], -1) if out.ndim >= 2 else out.reshape(1, -1)
+    n_rows, cols = rows.shape
+    before = _abs_sum64(out) if rescale else 0.0
+    # keep probability of the entry ranked r (0 = smallest |value|) in its row
+    by_rank = (density - epsilon) + np.arange(cols) * (2.0 * epsilon / max(cols - 1, 1))
+    ramp = (by_rank if cols > 1 else np.full(1, density)).astype(np.float32)[None, :]
+    # a block's scratch: |x|, the int64 sort order, probabilities, draws: ~22 bytes/entry
+    for group in _row_groups(n_rows, cols, _scratch_chunk(out.size, _CHUNK // 4)):
+        block = rows[group]
+        # scatter the ramp to where each rank sits: one sort, no second argsort for ranks
+        order = np.argsort(np.abs(block), axis=1)
+        probs = np.empty(block.shape, np.float32)
+        np.put_along_axis(probs, order, ramp, axis=1)
+        del order
+        keep = rng.random(block.shape, dtype=np.float32) < probs
+        del probs
+        block[~keep] = 0
+    if rescale:
+        after = _abs_sum64(out)
+        if before >= 1e-7 and after >= 1e-7:
+            np.multiply(out, np.float32(before / after), out=out)
+    return out
+
+
+def keep_rank_range(flat: np.ndarray, start: int, stop: int) -> None:
+    """Zero (in place) the entries whose rank by ascending |value| is outside [start, stop).
+
+    Ties are ranked by position (a stable sort's order). The two boundary magnitudes come
+    from an in-place partition of one |value| scratch array, so the cost is 1 x the
+    tensor plus byte masks, not an int64 index array (2 x) as a full sort needs. Tied
+    boundary entries are resolved a chunk at a time; tied zeros are left alone (zeroing
+    a zero changes nothing).
+    """
+    n = flat.size
+    if start <= 0 and stop >= n:
+        return
+    if stop <= start:
+        flat[...] = 0
+        return
+    magnitude = np.abs(flat)
+    kth = ([start] if start > 0 else []) + ([stop - 1] if stop < n else [])
+    magnitude.partition(kth)
+    lo = float(magnitude[start]) if start > 0 else None
+    hi = float(magnitude[stop - 1]) if stop < n else None
+    np.abs(flat, out=magnitude)  # the partition reordered the scratch
+    if lo is not None:
+        flat[magnitude < np.float32(lo)] = 0
+    if hi is not None:
+        flat[magnitude > np.float32(hi)] = 0
+    for value in {v for v in (lo, hi) if v is not None and v > 0}:
+        below = int(np.count_nonzero(magnitude < np.float32(value)))
+        seen = 0
+        for part in _chunks(n):
+            tied = np.flatnonzero(magnitude[part] == np.float32(value))
+            ranks = below + seen + np.arange(tied.size)
+            flat[part][tied[(ranks < start) | (ranks >= stop)]] = 0
+            seen += tied.size
+
+
+def magnitude_outliers(
+    delta: np.ndarray, density: float, gamma: float, *, inplace: bool = False
+) -> np.ndarray:
+    """Model Breadcrumbs' mask: drop the ``gamma`` share of largest magnitudes (outliers)
+    and the smallest ones, keeping ``int(density * n)`` entries.
+
+    As mergekit 0.1.5's ``sparsify.magnitude_outliers``: with ``n_top = int(gamma * n)``
+    the kept entries are the ranks ``[n - target - n_top, n - n_top)`` of the ascending
+    magnitudes, and when ``density + gamma > 1`` the outlier removal shrinks so that
+    ``target`` entries stay.
+    """
+    if density >= 1.0:
+        return delta
+    out = delta if inplace else delta.copy()
+    n = out.size
+    target = int(density * n)
+    n_bottom = max(0, n - target - int(gamma * n))
+    keep_rank_range(out.reshape(-1), n_bottom, n_bottom + target)
+    return out
+
+
+def _check_epsilon(ctx: TensorContext, index: int, density: float, epsilon: float) -> None:
+    """DELLA's probabilities must stay inside (0, 1); per-block values are checked here."""
+    if 0.0 < density < 1.0 and not (density - epsilon > 0.0 and density + epsilon < 1.0):
+        raise ConfigError(
+            f"models.{index}.parameters.epsilon: density - epsilon and density + epsilon "
+            f"must lie inside (0, 1) (density {density:g}, epsilon {epsilon:g}, {ctx.key})"
+        )
+
+
+def _della_deltas(ctx: TensorContext) -> list[np.ndarray]:
+    rescale = bool(ctx.params["rescale"])
+    deltas = task_vectors(ctx)
+    for i, (d, p) in enumerate(zip(deltas, ctx.model_params, strict=True)):
+        _check_epsilon(ctx, i, p["density"], p["epsilon"])
+        della_magprune(d, p["density"], p["epsilon"], ctx.rng(i), rescale=rescale, inplace=True)
+    return deltas
+
+
+@register_merge_method(
+    "della",
+    description="MagPrune (keep chance grows with magnitude rank), rescale, TIES sign election",
+    needs_base=True,
+    primary="base",
+    min_models=1,
+    params={"lambda": 1.0, "normalize": 1.0, "rescale": 1.0},
+    model_params={"weight": 1.0, "density": 0.5, "epsilon": 0.15},
+    positive_weights=True,
+)
+def della(ctx: TensorContext) -> np.ndarray:
+    """DELLA-merging (Deep et al. 2024, arXiv:2406.11617) with TIES' sign consensus."""
+    weights = [p["weight"] for p in ctx.model_params]
+    merged = sign_consensus_mean(
+        _della_deltas(ctx), weights, bool(ctx.params["normalize"]), inplace=True
+    )
+    return _onto_base(ctx, merged)
+
+
+@register_merge_method(
+    "della_linear",
+    description="MagPrune and rescale task vectors, then base + lambda * sum(w_i * d_i)",
+    needs_base=True,
+    primary="base",
+    min_models=1,
+    params={"lambda": 1.0, "rescale": 1.0},
+    model_params={"weight": 1.0, "density": 0.5, "epsilon": 0.15},
+)
+def della_linear(ctx: TensorContext) -> np.ndarray:
+    """DELLA's pruning with a plain weighted sum (mergekit's ``della_linear``)."""
+    return _add_weighted(ctx, _della_deltas(ctx))
+
+
+def _breadcrumb_deltas(ctx: TensorContext) -> list[np.ndarray]:
+    return [
+        magnitude_outliers(d, p["density"], p["gamma"], inplace=True)
+        for d, p in zip(task_vectors(ctx), ctx.model_params, strict=True)
+    ]
+
+
+@register_merge_method(
+    "breadcrumbs",
+    description="drop the top gamma and the smallest magnitudes (keep density), weighted sum",
+    needs_base=True,
+    primary="base",
+    min_models=1,
+    params={"lambda": 1.0},
+    model_params={"weight": 1.0, "density": 0.9, "gamma": 0.01},
+)
+def breadcrumbs(ctx: TensorContext) -> np.ndarray:
+    """Model Breadcrumbs (Davari & Belilovsky 2023, arXiv:2312.06795).
+
+    Large outliers in a task vector are as harmful to a merge as tiny noise: both ends
+    are dropped, then the survivors are summed as in task arithmetic.
+    """
+    return _add_weighted(ctx, _breadcrumb_deltas(ctx))
+
+
+@register_merge_method(
+    "breadcrumbs_ties",
+    description="Breadcrumbs' two-sided magnitude mask, then TIES sign election",
+    needs_base=True,
+    primary="base",
+    min_models=1,
+    params={"lambda": 1.0, "normalize": 0.0},
+    model_params={"weight": 1.0, "density": 0.9, "gamma": 0.01},
+    positive_weights=True,
+)
+def breadcrumbs_ties(ctx: TensorContext) -> np.ndarray:
+    """Breadcrumbs' mask with TIES' sign consensus (mergekit: ``normalize`` off by default)."""
+    weights = [p["weight"] for p in ctx.model_params]
+    merged = sign_consensus_mean(
+        _breadcrumb_deltas(ctx), weights, bool(ctx.params["normalize"]), inplace=True
     )
     return _onto_base(ctx, merged)
