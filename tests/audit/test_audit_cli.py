@@ -59,6 +59,7 @@ def test_audit_command_writes_the_report(tmp_path: Path, fake_classifier, capsys
     assert "0 generated, 18 from cache" in capsys.readouterr().err.replace("\n", " ")
 
 
+@pytest.mark.slow  # the absent-model case imports the torch stack (~10 s)
 def test_audit_command_errors(tmp_path: Path, fake_classifier, capsys) -> None:
     code = main(
         [
