@@ -1,7 +1,16 @@
-"""Benchmark: genguard's watermark vs invisible-watermark's ``dwtDct`` (the common anchor).
+"""Benchmark: genguard's watermark vs invisible-watermark's ``dwtDct`` (anchor) and ``rivaGan``.
 
-Both methods embed the same random 32-bit payloads into the same images; each marked
-image then goes through the same edits and both decoders run on the result.
+All methods embed the same random 32-bit payloads into the same images (``--images`` at
+512 px and as many at 1024 px, long side); each marked image then goes through the same
+edits (signal processing, crops, kept rescales, rotations, aspect changes, flips) and
+every decoder runs on the result. Then the copy and erase attacks:
+
+* copy: the mark is estimated as the high-pass of 1 marked image, or the mean high-pass
+  of 20 marked images (top-left crops of a common size: they align, as genguard's field
+  starts at the top-left pixel), and pasted at 40 dB onto 20 unmarked images;
+  a copy "succeeds" when the payload is accepted (genguard) or decoded exactly (anchor).
+* erase: each marked image minus its own high-pass estimate (scaled to the mark's RMS and
+  to twice that); reported: detection rate and the PSNR of the result to the original.
 
 * bit accuracy: share of the 32 payload bits read correctly. genguard: the decoded
   payload when found, otherwise its raw (pre-ECC) bit decisions, so a miss is not
@@ -13,9 +22,9 @@ image then goes through the same edits and both decoders run on the result.
 * crop = keep the central 90% of each side (81% of the area).
 * speed: embed + detect of one 1024x1024 image, single thread.
 
-Run: ``python bench/watermark.py [--images 40] [--unmarked 1000]`` (needs
-``pip install --no-deps invisible-watermark``; torch is not needed, its RivaGAN module
-is stubbed out).
+Run: ``python bench/watermark.py [--images 24] [--riva 8] [--unmarked 300]`` (needs
+``pip install --no-deps invisible-watermark``; RivaGAN also needs onnxruntime and is slow
+on CPU, so it runs on the first ``--riva`` images per size only, ``--riva 0`` skips it).
 """
 
 from __future__ import annotations
@@ -89,17 +98,16 @@ def resize_to(img: np.ndarray, long_side: int) -> np.ndarray:
     return cv2.resize(img, size, interpolation=interp)
 
 
-def marked_set(n: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """n test images: the photos at their own size, then at 512 and 1024 long side."""
+def marked_set(n: int, size: int) -> list[np.ndarray]:
+    """n test images at ``size`` px long side: the photos, then zoomed-in corners of them."""
     photos = [load_photo(p) for p in PHOTOS]
     out = []
-    sizes = [None, 512, 1024, 768]
     i = 0
     while len(out) < n:
         img = photos[i % len(photos)]
-        size = sizes[(i // len(photos)) % len(sizes)]
-        if size is not None:
-            img = resize_to(img, size)
+        zoom = 1.0 + 0.6 * (i // len(photos))
+        img = resize_to(img, round(size * zoom))
+        img = np.ascontiguousarray(img[: round(img.shape[0] / zoom), : round(img.shape[1] / zoom)])
         if min(img.shape[:2]) >= wm.MIN_SIDE:
             out.append(img)
         i += 1
@@ -178,18 +186,63 @@ def brighter(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(ImageEnhance.Brightness(Image.fromarray(rgb)).enhance(1.2))
 
 
+def corner_crop(rgb: np.ndarray) -> np.ndarray:
+    """Keep the top-left 75% of each side."""
+    h, w = rgb.shape[:2]
+    return np.ascontiguousarray(rgb[: round(h * 0.75), : round(w * 0.75)])
+
+
+def rotate(rgb: np.ndarray, angle: float, expand: bool = False) -> np.ndarray:
+    """Rotate about the centre; ``expand`` keeps the corners (larger canvas, black fill),
+    otherwise the result is cropped back to the original size."""
+    h, w = rgb.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, 1.0)
+    size = (w, h)
+    if expand:
+        c, s = abs(matrix[0, 0]), abs(matrix[0, 1])
+        size = (int(h * s + w * c), int(h * c + w * s))
+        matrix[0, 2] += size[0] / 2 - w / 2
+        matrix[1, 2] += size[1] / 2 - h / 2
+    return cv2.warpAffine(rgb, matrix, size, flags=cv2.INTER_LINEAR)
+
+
+def stretch(rgb: np.ndarray, fx: float, fy: float) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    interp = cv2.INTER_AREA if fx * fy < 1 else cv2.INTER_CUBIC
+    return cv2.resize(rgb, (round(w * fx), round(h * fy)), interpolation=interp)
+
+
+def noise(rgb: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(int(rgb[0, 0, 0]))
+    return np.clip(rgb + rng.normal(0, 5, rgb.shape), 0, 255).astype(np.uint8)
+
+
 ATTACKS: dict[str, Attack] = {
     "none": lambda x: x,
     "jpeg50": jpeg,
     "resize0.5": half_and_back,
     "crop90%": centre_crop,
+    "corner crop 75%": corner_crop,
     "bright+20%": brighter,
+    "noise sigma5": noise,
+    "blur 3x3": lambda x: cv2.GaussianBlur(x, (3, 3), 0),
     "resize+jpeg50": lambda x: jpeg(half_and_back(x)),
-    # Not a target: a resize that is *kept* (genguard's scale search undoes it).
-    "kept 0.75x": lambda x: cv2.resize(
-        x, (round(x.shape[1] * 0.75), round(x.shape[0] * 0.75)), interpolation=cv2.INTER_AREA
-    ),
+    "kept 0.75x": lambda x: stretch(x, 0.75, 0.75),
+    "rotate 1": lambda x: rotate(x, 1.0),
+    "rotate 3": lambda x: rotate(x, 3.0),
+    "rotate -10": lambda x: rotate(x, -10.0),
+    "rotate 10": lambda x: rotate(x, 10.0),
+    "rotate 10 expand": lambda x: rotate(x, 10.0, expand=True),
+    "rotate 5+jpeg75": lambda x: jpeg(rotate(x, 5.0), 75),
+    "stretch x1.2": lambda x: stretch(x, 1.2, 1.0),
+    "aspect y0.8": lambda x: stretch(x, 1.0, 0.8),
+    "aspect x1.25": lambda x: stretch(x, 1.25, 1.0),
+    "flip horizontal": lambda x: np.ascontiguousarray(x[:, ::-1]),
+    "flip vertical": lambda x: np.ascontiguousarray(x[::-1]),
 }
+
+#: The bench's operator key (a real deployment keeps its own secret).
+KEY = 0xBE7C_4A11_5EC2_E700
 
 
 # ---------------------------------------------------------------------------------------
@@ -203,43 +256,54 @@ def payload_bits(payload: int) -> np.ndarray:
 
 class Genguard:
     name = "genguard"
+    has_not_found = True
 
     def __init__(self, strength: float = wm.DEFAULT_STRENGTH) -> None:
         self.strength = strength
 
     def embed(self, rgb: np.ndarray, payload: int) -> np.ndarray:
-        return wm.embed_watermark(rgb, payload, strength=self.strength)
+        return wm.embed_watermark(rgb, payload, key=KEY, strength=self.strength)
 
     def read(self, rgb: np.ndarray) -> tuple[np.ndarray, bool]:
-        """(32 payload bits, detected-exactly flag is decided by the caller)."""
-        result = wm.detect_watermark(rgb)
+        """(32 payload bits, whether the detector accepted a payload)."""
+        result = wm.detect_watermark(rgb, key=KEY)
         if result.found and result.payload is not None:
             return payload_bits(result.payload), True
-        return wm.raw_payload_bits(rgb), False
+        return wm.raw_payload_bits(rgb, key=KEY), False
 
 
-class DwtDct:
-    name = "invisible-watermark dwtDct"
+class Imwatermark:
+    """invisible-watermark (``dwtDct`` or ``rivaGan``); it has no "not found" answer."""
 
-    def __init__(self) -> None:
-        # imwatermark imports torch for RivaGAN at import time; dwtDct does not need it.
-        stub = types.ModuleType("imwatermark.rivaGan")
-        stub.RivaWatermark = object  # type: ignore[attr-defined]
-        sys.modules.setdefault("imwatermark.rivaGan", stub)
+    has_not_found = False
+
+    def __init__(self, method: str) -> None:
+        if method == "dwtDct":
+            # imwatermark imports torch for RivaGAN at import time; dwtDct does not need it.
+            try:
+                import imwatermark.rivaGan  # noqa: F401
+            except ImportError:
+                stub = types.ModuleType("imwatermark.rivaGan")
+                stub.RivaWatermark = object  # type: ignore[attr-defined]
+                sys.modules.setdefault("imwatermark.rivaGan", stub)
         from imwatermark import WatermarkDecoder, WatermarkEncoder
 
+        if method == "rivaGan":
+            WatermarkEncoder.loadModel()
+        self.method = method
+        self.name = f"imwatermark {method}"
         self._enc, self._dec = WatermarkEncoder, WatermarkDecoder
 
     def embed(self, rgb: np.ndarray, payload: int) -> np.ndarray:
         enc = self._enc()
         enc.set_watermark("bits", payload_bits(payload).tolist())
-        bgr = enc.encode(np.ascontiguousarray(rgb[:, :, ::-1]), "dwtDct")
+        bgr = enc.encode(np.ascontiguousarray(rgb[:, :, ::-1]), self.method)
         return np.ascontiguousarray(np.clip(bgr, 0, 255).astype(np.uint8)[:, :, ::-1])
 
     def read(self, rgb: np.ndarray) -> tuple[np.ndarray, bool]:
         if rgb.shape[0] * rgb.shape[1] < 256 * 256:
             return np.zeros(32, np.uint8), False
-        bits = self._dec("bits", 32).decode(np.ascontiguousarray(rgb[:, :, ::-1]), "dwtDct")
+        bits = self._dec("bits", 32).decode(np.ascontiguousarray(rgb[:, :, ::-1]), self.method)
         return np.asarray(bits, dtype=np.uint8), True
 
 
@@ -249,27 +313,84 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def evaluate(method, images: list[np.ndarray], payloads: list[int]) -> dict[str, object]:
-    acc = {a: [] for a in ATTACKS}
-    det = {a: [] for a in ATTACKS}
+    """Detection rate (exact payload accepted/decoded) and bit accuracy per attack, PSNR."""
+    acc: dict[str, list[float]] = {a: [] for a in ATTACKS}
+    det: dict[str, list[bool]] = {a: [] for a in ATTACKS}
     psnrs = []
+    marked_images = []
     for img, payload in zip(images, payloads, strict=True):
         marked = method.embed(img, payload)
+        marked_images.append(marked)
         psnrs.append(psnr(img, marked))
         truth = payload_bits(payload)
         for name, attack in ATTACKS.items():
-            bits, _ = method.read(attack(marked))
+            bits, accepted = method.read(attack(marked))
             correct = float(np.mean(bits == truth))
             acc[name].append(correct)
-            det[name].append(correct == 1.0)
+            det[name].append(correct == 1.0 and (accepted or not method.has_not_found))
     return {
         "psnr_mean": float(np.mean(psnrs)),
         "psnr_min": float(np.min(psnrs)),
         "acc": {a: float(np.mean(v)) for a, v in acc.items()},
         "det": {a: float(np.mean(v)) for a, v in det.items()},
+        "marked": marked_images,
     }
 
 
-def timing(method, reps: int = 7) -> float:
+def highpass(rgb: np.ndarray) -> np.ndarray:
+    """The attacker's mark estimate: luminance minus its 9x9 box mean (genguard's own)."""
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return luma - cv2.blur(luma, (9, 9), borderType=cv2.BORDER_REFLECT)
+
+
+def add_luma(rgb: np.ndarray, delta: np.ndarray, rms: float) -> np.ndarray:
+    scaled = delta * (rms / (float(delta.std()) + 1e-9))
+    return np.clip(rgb.astype(np.float32) + scaled[:, :, None], 0, 255).astype(np.uint8)
+
+
+def copy_attack(
+    method, marked: list[np.ndarray], payloads: list[int], targets: list[np.ndarray], sources: int
+) -> tuple[int, int, float]:
+    """(copies accepted as the payload, targets tried, mean PSNR of the forgeries)."""
+    # The field starts at the top-left pixel, so top-left crops of a common size align.
+    h = min(m.shape[0] for m in marked[:sources])
+    w = min(m.shape[1] for m in marked[:sources])
+    estimate = np.mean([highpass(np.ascontiguousarray(m[:h, :w])) for m in marked[:sources]], 0)
+    # Same payload for every source, as one operator marking one service name would.
+    truth = payload_bits(payloads[0])
+    rms = 255.0 / 10 ** (40 / 20)
+    hits, quality = 0, []
+    eh, ew = estimate.shape
+    for target in targets:
+        th, tw = target.shape[:2]
+        scale = max(eh / th, ew / tw)
+        size = (max(ew, round(tw * scale)), max(eh, round(th * scale)))
+        crop = np.ascontiguousarray(
+            cv2.resize(target, size, interpolation=cv2.INTER_AREA)[:eh, :ew]
+        )
+        forged = add_luma(crop, estimate, rms)
+        quality.append(psnr(crop, forged))
+        bits, accepted = method.read(forged)
+        hits += int(bool(np.all(bits == truth)) and (accepted or not method.has_not_found))
+    return hits, len(quality), float(np.mean(quality)) if quality else 0.0
+
+
+def erase_attack(
+    method, images: list[np.ndarray], marked: list[np.ndarray], payloads: list[int], factor: float
+) -> tuple[float, float]:
+    """(share still detected, mean PSNR to the original) after subtracting the estimate."""
+    found, quality = [], []
+    for img, m, payload in zip(images, marked, payloads, strict=True):
+        rms = factor * float(np.std(highpass(m) - highpass(img)))
+        erased = add_luma(m, -highpass(m), rms)
+        quality.append(psnr(img, erased))
+        bits, accepted = method.read(erased)
+        ok = bool(np.all(bits == payload_bits(payload)))
+        found.append(ok and (accepted or not method.has_not_found))
+    return float(np.mean(found)), float(np.mean(quality))
+
+
+def timing(method, reps: int = 5) -> float:
     img = resize_to(load_photo("astronaut"), 1024)
     times = []
     for _ in range(reps):
@@ -283,46 +404,74 @@ def false_detections(images: list[np.ndarray]) -> tuple[int, float]:
     found = 0
     zs = []
     for img in images:
-        result = wm.detect_watermark(img)
+        result = wm.detect_watermark(img, key=KEY)
         found += int(result.found)
         zs.append(result.sync_z)
     return found, float(np.max(zs)) if zs else 0.0
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=40, help="marked test images")
-    parser.add_argument("--unmarked", type=int, default=1000, help="unmarked images")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--images", type=int, default=24, help="marked images per size")
+    parser.add_argument("--sizes", default="512,1024", help="long sides, comma-separated")
+    parser.add_argument("--riva", type=int, default=8, help="images per size for rivaGan")
+    parser.add_argument("--unmarked", type=int, default=300, help="unmarked images")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--strength", type=float, default=wm.DEFAULT_STRENGTH)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-
-    images = marked_set(args.images, rng)
-    payloads = [int(p) for p in rng.integers(0, 2**32, len(images), dtype=np.uint64)]
-    methods = [Genguard(args.strength), DwtDct()]
-    results = {m.name: evaluate(m, images, payloads) for m in methods}
-    speed = {m.name: timing(m) for m in methods}
-    sizes = sorted({f"{i.shape[1]}x{i.shape[0]}" for i in images})
-    print(f"{len(images)} marked images ({len(sizes)} sizes), 32-bit payloads, "
-          f"genguard strength {args.strength}")  # fmt: skip
-    g, d = results[methods[0].name], results[methods[1].name]
-    print(f"\n{'attack':<15}{'genguard acc':>13}{'dwtDct acc':>12}{'ratio':>7}"
-          f"{'genguard det':>14}{'dwtDct det':>12}")  # fmt: skip
-    for a in ATTACKS:
-        ga, da = g["acc"][a], d["acc"][a]  # type: ignore[index]
-        gd, dd = g["det"][a], d["det"][a]  # type: ignore[index]
-        print(f"{a:<15}{ga:>13.2%}{da:>12.2%}{ga / max(da, 1e-9):>7.2f}{gd:>14.2%}{dd:>12.2%}")
-    print(f"\n{'PSNR mean/min dB':<20}{g['psnr_mean']:.1f}/{g['psnr_min']:.1f} (genguard)  "
-          f"{d['psnr_mean']:.1f}/{d['psnr_min']:.1f} (dwtDct)")  # fmt: skip
+    methods = [Genguard(args.strength), Imwatermark("dwtDct")]
+    if args.riva:
+        try:
+            methods.append(Imwatermark("rivaGan"))
+        except Exception as exc:  # onnxruntime or the model missing
+            print(f"rivaGan skipped: {exc}")
+    targets = unmarked_set(20, np.random.default_rng(args.seed + 100))
+    for size in [int(x) for x in args.sizes.split(",")]:
+        images = marked_set(args.images, size)
+        payloads = [int(p) for p in rng.integers(0, 2**32, len(images), dtype=np.uint64)]
+        results = {}
+        for m in methods:
+            n = args.riva if m.name.endswith("rivaGan") else len(images)
+            results[m.name] = evaluate(m, images[:n], payloads[:n])
+        print(f"\n== {len(images)} images at {size} px long side, 32-bit payloads, genguard "
+              f"strength {args.strength} (rivaGan: first {args.riva}) ==")  # fmt: skip
+        names = [m.name for m in methods]
+        short = [n.replace("imwatermark ", "") for n in names]
+        print(f"{'detection rate':<18}" + "".join(f"{n:>10}" for n in short)
+              + f"{'ratio':>8}")  # fmt: skip
+        g, d = results[names[0]], results[names[1]]
+        for a in ATTACKS:
+            row = "".join(f"{results[n]['det'][a]:>10.0%}" for n in names)  # type: ignore[index]
+            gd, dd = g["det"][a], d["det"][a]  # type: ignore[index]
+            ratio = f"{gd / dd:>8.2f}" if dd else f"{'inf' if gd else '-':>8}"
+            print(f"{a:<18}{row}{ratio}")
+        quality = [f"{results[n]['psnr_mean']:>5.1f}/{results[n]['psnr_min']:<4.1f}" for n in names]
+        print(f"{'PSNR mean/min dB':<18}" + "".join(quality))
+        for sources in (1, 20):
+            line = f"copy from {sources:>2} -> 20 unmarked at 40 dB: "
+            for m in methods[:2]:
+                hits, tried, q = copy_attack(m, results[m.name]["marked"], payloads, targets,  # type: ignore[arg-type]
+                                             sources)  # fmt: skip
+                line += f"{m.name} {hits}/{tried} accepted (PSNR {q:.1f})  "
+            print(line)
+        for factor in (1.0, 2.0):
+            line = f"erase (subtract own estimate, {factor:g}x mark RMS): "
+            for m in methods[:2]:
+                rate, q = erase_attack(m, images, results[m.name]["marked"], payloads, factor)  # type: ignore[arg-type]
+                line += f"{m.name} {rate:.0%} still read, PSNR {q:.1f}  "
+            print(line)
+    speed = {m.name: timing(m) for m in methods[:2]}
     gs, ds = speed[methods[0].name], speed[methods[1].name]
-    print(f"{'1024x1024 embed+detect':<24}{gs:.1f} ms (genguard)  {ds:.1f} ms (dwtDct)  "
+    print(f"\n{'1024x1024 embed+detect':<24}{gs:.1f} ms (genguard)  {ds:.1f} ms (dwtDct)  "
           f"ratio {gs / ds:.2f}, 1 thread")  # fmt: skip
     if args.unmarked:
         unmarked = unmarked_set(args.unmarked, rng)
         found, max_z = false_detections(unmarked)
-        print(f"{'false detections':<24}{found}/{len(unmarked)} unmarked images (genguard; "
-              f"max pilot z {max_z:.1f}); dwtDct: n/a, always returns 32 bits")  # fmt: skip
+        print(
+            f"{'false detections':<24}{found}/{len(unmarked)} unmarked images (genguard; "
+            f"max pilot z {max_z:.1f}); dwtDct/rivaGan: n/a, they always return 32 bits"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,6 +20,11 @@ import pytest
 from PIL import Image
 
 from genguard.decision import Region
+
+#: Embedding needs an operator key; without one the first embed writes a per-install key
+#: file under ./genguard-data. Tests get a fixed key instead (tests of the key file itself
+#: remove this variable), so no run leaves a key file in the working tree.
+os.environ.setdefault("GENGUARD_WATERMARK_KEY", "0x7e57c0de7e57")
 from genguard.detectors.base import DetectorOutput
 from tests.server.peers import Peer, json_reply, seeded_png
 

@@ -34,9 +34,9 @@ __all__ = [
 #: The built-in policy profiles offered in the nodes' combo box (first is the default).
 POLICIES = ["standard", "strict", "adult", "off"]
 CATEGORY = "genguard"
-#: genguard's default watermark key (``genguard.provenance.watermark.DEFAULT_KEY``),
-#: repeated here so that listing the nodes needs no import.
-DEFAULT_KEY = 0x67_67_77_6D
+#: Key 0 in the watermark nodes means "the operator key": $GENGUARD_WATERMARK_KEY, else the
+#: per-install key genguard creates (0600) in its data folder. No key ships with the code.
+DEFAULT_KEY = 0
 #: Largest key the ComfyUI front end can hold exactly (a JavaScript number).
 MAX_KEY = 2**53 - 1
 
@@ -244,7 +244,8 @@ class GenguardWatermark:
 
     DESCRIPTION = (
         "genguard: embed an invisible watermark. Payload: 0x + up to 8 hex digits, or any "
-        "text (its SHA-256's first 4 bytes). Images must be at least 256x256."
+        "text (its SHA-256's first 4 bytes). Key 0: the operator key (GENGUARD_WATERMARK_KEY "
+        "or genguard's per-install key file). Images must be at least 256x256."
     )
     CATEGORY = CATEGORY
     FUNCTION = "embed"
@@ -259,7 +260,7 @@ class GenguardWatermark:
                 "images": ("IMAGE",),
                 "payload": ("STRING", {"default": "generated"}),
                 "key": ("INT", {"default": DEFAULT_KEY, "min": 0, "max": MAX_KEY}),
-                "strength": ("FLOAT", {"default": 2.0, "min": 0.1, "max": 20.0, "step": 0.1}),
+                "strength": ("FLOAT", {"default": 2.3, "min": 0.1, "max": 20.0, "step": 0.1}),
             }
         }
 
@@ -269,7 +270,14 @@ class GenguardWatermark:
 
         value = _payload(payload)
         marked = [
-            _run("Watermark", embed_watermark, _to_uint8(rgb), value, key=key, strength=strength)
+            _run(
+                "Watermark",
+                embed_watermark,
+                _to_uint8(rgb),
+                value,
+                key=key or None,
+                strength=strength,
+            )
             for rgb in _to_float_rgb(images)
         ]
         return (_to_tensor(marked),)
@@ -302,7 +310,7 @@ class GenguardDetectWatermark:
         from genguard.provenance.watermark import detect_watermark
 
         results = [
-            _run("Detect Watermark", detect_watermark, _to_uint8(rgb), key=key)
+            _run("Detect Watermark", detect_watermark, _to_uint8(rgb), key=key or None)
             for rgb in _to_float_rgb(images)
         ]
         found = [r for r in results if r.found]

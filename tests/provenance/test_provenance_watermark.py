@@ -1,4 +1,4 @@
-"""Watermark: round trip, robustness to common edits, no false payloads, bad input."""
+"""Watermark: round trip, robustness to common edits, no false payloads, keys, bad input."""
 
 from __future__ import annotations
 
@@ -11,10 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from genguard.errors import ContentError
+from genguard.errors import ConfigError, ContentError
 from genguard.provenance import watermark as wm
 
 from .conftest import photo
+
+KEY = 0x5EC2E7_0001_7E57
+
+
+@pytest.fixture(autouse=True)
+def _operator_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls without ``key=`` use the operator key; pin it so no key file is written."""
+    monkeypatch.setenv("GENGUARD_WATERMARK_KEY", hex(KEY))
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -46,7 +54,10 @@ def brighter(rgb: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def marked() -> dict[str, np.ndarray]:
-    return {name: wm.embed_watermark(photo(name), 0x1234ABCD) for name in ("astronaut", "coffee")}
+    return {
+        name: wm.embed_watermark(photo(name), 0x1234ABCD, key=KEY)
+        for name in ("astronaut", "coffee")
+    }
 
 
 @pytest.mark.parametrize("name", ["astronaut", "coffee"])
@@ -82,7 +93,7 @@ def test_crop_offset_is_recovered(marked: dict[str, np.ndarray]) -> None:
     cropped = marked["astronaut"][37:, 101:]
     result = wm.detect_watermark(cropped)
     assert result.found and result.payload == 0x1234ABCD
-    assert result.offset == (37 % wm.TILE, 101 % wm.TILE)
+    assert result.offset == (37 % wm.FIELD, 101 % wm.FIELD)
 
 
 @pytest.mark.parametrize("factor", [0.8, 0.6])
@@ -95,6 +106,7 @@ def test_kept_rescale_is_found_by_scale_search(factor: float) -> None:
     result = wm.detect_watermark(small)
     assert result.found and result.payload == 0xCAFE0123
     assert result.scale == pytest.approx(factor, abs=0.01)
+    assert result.rotation == pytest.approx(0.0, abs=0.3)
 
 
 def _unmarked_images() -> list[np.ndarray]:
@@ -116,7 +128,7 @@ def test_unmarked_images_are_not_found() -> None:
 
 def test_other_key_does_not_read_the_mark(marked: dict[str, np.ndarray]) -> None:
     result = wm.detect_watermark(marked["coffee"], key=12345)
-    assert not result.found
+    assert not result.found and result.payload is None
     assert (
         wm.detect_watermark(wm.embed_watermark(photo("coffee"), 7, key=12345), key=12345).payload
         == 7
@@ -155,6 +167,41 @@ def test_bad_arrays_and_strength() -> None:
         wm.detect_watermark(np.zeros((300, 300, 3), np.float32))
     with pytest.raises(wm.WatermarkError):
         wm.embed_watermark(photo("astronaut"), 1, strength=0)
+
+
+@pytest.mark.parametrize("key", [0, -1, 1 << 64, True, "0x12"])
+def test_bad_keys_are_refused(key: object) -> None:
+    with pytest.raises(wm.WatermarkError, match="key must be an integer"):
+        wm.embed_watermark(photo("astronaut"), 1, key=key)  # type: ignore[arg-type]
+
+
+def test_public_example_key_cannot_embed() -> None:
+    with pytest.raises(wm.WatermarkError, match="public example key"):
+        wm.embed_watermark(photo("astronaut"), 1, key=wm.PUBLIC_KEY)
+
+
+def test_operator_key_from_environment_and_parse_errors(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("GENGUARD_WATERMARK_KEY", "0xabc")
+    assert wm.operator_key(tmp_path) == 0xABC
+    assert not (tmp_path / wm.KEY_FILE).exists()  # the environment wins, nothing written
+    monkeypatch.setenv("GENGUARD_WATERMARK_KEY", "secret")
+    with pytest.raises(ConfigError, match="decimal or 0x-hex"):
+        wm.operator_key(tmp_path)
+
+
+def test_per_install_key_is_random_private_and_stable(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("GENGUARD_WATERMARK_KEY")
+    first = wm.operator_key(tmp_path / "data")
+    path = tmp_path / "data" / wm.KEY_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert wm.operator_key(tmp_path / "data") == first  # read back, not regenerated
+    assert wm.operator_key(tmp_path / "other") != first  # another install, another key
+    assert first not in (0, wm.PUBLIC_KEY)
+    # The default folder follows $GENGUARD_STORE, so the key sits beside the database.
+    monkeypatch.setenv("GENGUARD_STORE", str(tmp_path / "data" / "genguard.db"))
+    assert wm.operator_key() == first
+    marked = wm.embed_watermark(photo("rocket"), 99)
+    assert wm.detect_watermark(marked, key=first).payload == 99
 
 
 def test_concurrent_calls_agree(marked: dict[str, np.ndarray]) -> None:

@@ -172,8 +172,9 @@ def test_queue_is_bounded_with_503(harness_factory) -> None:
     assert sorted(statuses).count(200) == 2 and statuses.count(503) == 2
 
 
-def test_watermark_is_embedded_in_shown_images_only(harness_factory) -> None:
+def test_watermark_is_embedded_in_shown_images_only(harness_factory, monkeypatch) -> None:
     watermark = pytest.importorskip("genguard.provenance.watermark")
+    monkeypatch.setenv("GENGUARD_WATERMARK_KEY", "0x5eed5eed5eed")  # the operator's key
     harness = harness_factory(
         engine=SolidGenerator(), watermark={"enabled": True, "payload": 0x5EED1234}
     )

@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from genguard.provenance.hashbank import HashBank
 
 watermark_app = typer.Typer(
-    help="Invisible keyed watermark (32-bit payload).", no_args_is_help=True
+    help=(
+        "Invisible keyed watermark (32-bit payload) bound to the image it is embedded in. "
+        "Embedding needs an operator key: --key, else $GENGUARD_WATERMARK_KEY, else a random "
+        "per-install key created on first use in <data dir>/watermark.key (mode 0600; the "
+        "data dir is the folder of $GENGUARD_STORE, default ./genguard-data). Detection "
+        "needs the same key; back the key file up."
+    ),
+    no_args_is_help=True,
 )
 credentials_app = typer.Typer(
     help="C2PA content credentials: sign and verify.", no_args_is_help=True
@@ -48,9 +55,20 @@ def _parse_int(value: str, what: str) -> int:
 
 
 KeyOpt = Annotated[
-    str,
-    typer.Option("--key", help="Watermark key (integer or 0x-hex); keep it secret."),
+    str | None,
+    typer.Option(
+        "--key",
+        help="Secret watermark key (integer or 0x-hex). Default: $GENGUARD_WATERMARK_KEY, "
+        "else the per-install key in <data dir>/watermark.key (created 0600 on first use).",
+    ),
 ]
+
+
+def _watermark_key(key: str | None) -> int:
+    """The key from --key, else the operator key (environment or per-install file)."""
+    from genguard.provenance import watermark as wm
+
+    return wm.parse_key(key) if key is not None else wm.operator_key()
 
 
 # ---------------------------------------------------------------------------------------
@@ -66,8 +84,8 @@ def watermark_embed(
     text: Annotated[
         str | None, typer.Option(help="Label; payload = first 4 bytes of SHA-256(label).")
     ] = None,
-    key: KeyOpt = "0x6767776d",
-    strength: Annotated[float, typer.Option(help="RMS luminance change in levels.")] = 2.0,
+    key: KeyOpt = None,
+    strength: Annotated[float, typer.Option(help="RMS luminance change in levels.")] = 2.3,
 ) -> None:
     """Embed a 32-bit payload (``--payload`` or ``--text``) into an image."""
     from genguard.provenance import watermark as wm
@@ -75,7 +93,7 @@ def watermark_embed(
     if (payload is None) == (text is None):
         raise ConfigError("give exactly one of --payload or --text")
     value = wm.text_payload(text) if text is not None else _parse_int(payload or "", "--payload")
-    secret = _parse_int(key, "--key")
+    secret = _watermark_key(key)
     loaded = load_image(src)
     _refuse_lossy_embedding(loaded, src)
     marked = wm.embed_watermark(loaded.rgb, value, key=secret, strength=strength)
@@ -130,14 +148,15 @@ def _refuse_lossy_embedding(loaded: LoadedImage, src: Path) -> None:
 @watermark_app.command("detect")
 def watermark_detect(
     image: Annotated[Path, typer.Argument(help="Image to examine.")],
-    key: KeyOpt = "0x6767776d",
+    key: KeyOpt = None,
     text: Annotated[
         str | None, typer.Option(help="Also report whether the payload is this label's.")
     ] = None,
     scale_search: Annotated[
         bool,
         typer.Option(
-            "--scale-search/--no-scale-search", help="Also look for kept rescales (slower)."
+            "--scale-search/--no-scale-search",
+            help="Also undo rotation, rescaling, aspect change and mirroring (slower).",
         ),
     ] = True,
 ) -> None:
@@ -145,7 +164,7 @@ def watermark_detect(
     from genguard.provenance import watermark as wm
 
     result = wm.detect_watermark(
-        load_image(image).rgb, key=_parse_int(key, "--key"), search_scale=scale_search
+        load_image(image).rgb, key=_watermark_key(key), search_scale=scale_search
     )
     out = result.to_dict()
     if text is not None:

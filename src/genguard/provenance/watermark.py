@@ -1,105 +1,131 @@
-"""Invisible, keyed watermark for generated images: tiled spread-spectrum in luminance.
+"""Invisible, keyed watermark for generated images, bound to the image it was made for.
 
 Algorithm (designed for genguard; see docs/provenance.md for the measured numbers):
 
-* **Carrier.** One ``TILE`` x ``TILE`` pixel tile is defined in the 2-D Fourier domain.
-  A keyed PRNG picks every coefficient whose radius lies in a low/mid band (``BAND``
-  cycles per tile, i.e. roughly 0.02-0.2 cycles per pixel: low enough to survive JPEG
+* **Payload field.** A keyed PRNG picks Fourier coefficients of a ``FIELD`` x ``FIELD``
+  (512 px) field in a low/mid band (0.05-0.25 cycles per pixel: low enough to survive JPEG
   and a 0.5x-resize-and-back, high enough to stay out of the image's strongest content),
-  gives each one a random phase, and splits them into a *pilot* set and one set per code
-  bit. The tile is repeated over the whole image at a fixed pixel scale and added to the
-  luminance only (R, G and B move together, so colours do not shift).
-* **Payload.** 32 bits + a keyed 16-bit CRC are protected by a BCH code (``bchlib``),
-  whitened with a keyed bit mask and mapped to +-1 signs of the bit coefficients.
-* **Detection.** The luminance is high-passed, then *folded*: every tile is averaged into
-  one, which adds the mark coherently and the image incoherently. A cross-correlation of
-  the folded tile's phase spectrum with the pilot finds the cyclic offset (so crops and
-  shifts do not matter), the spectrum is realigned, each bit is read as the summed
-  phase agreement of its coefficients (weighted by how well the pilot survived in its
-  frequency ring), and the BCH + CRC must both accept the word (Chase soft decoding).
-  An unmarked image therefore yields ``found=False`` instead of an invented payload: a
-  random word passes BCH (t=9 over 111 bits) with p = 6e-7 and the keyed CRC-16 with
-  2^-16, so even over the 192 tries per image (up to 4 scales x 3 pilot peaks x 16
-  Chase flips) the false-detection probability is below 2e-9 per image.
-* **Kept rescales.** When nothing is found, the tile period is looked for in the
-  image's autocorrelation; a period other than TILE means the image was resized and
-  kept at the new size, so it is resampled back and read again.
-* **Embedding is informed.** The embedder folds the host the same way the detector will
-  and raises the amplitude of the code bits that the image itself works against, at a
-  fixed total energy (see ``_bit_boosts``).
+  gives each one a random phase and splits them into a translation *pilot* and one set per
+  code bit. An image of up to 512 px per side holds one field and no repetition at all;
+  averaging an image over cells therefore estimates nothing that is not already there.
+* **Binding.** The code word is BCH(payload 32 bits + MAC 32 bits) whitened with a keyed
+  mask. The MAC is a keyed BLAKE2b over the payload *and* 24 coarse content bits of this
+  image (signs of keyed projections of its normalised 8x8 luminance thumbnail). A mark
+  estimated from one image and pasted onto another decodes, but its MAC does not match the
+  new image's content bits, so it is refused (``reason`` says so). The detector tolerates
+  content drift by retrying the MAC with the 7 least reliable content bits flipped.
+* **Sync template.** A few keyed sinusoids on a ``SYNC_TILE`` (128 px) grid carry a share of
+  the energy and no payload: spikes in the image's spectrum that move with any rotation,
+  scale, aspect change or mirroring. The detector finds them, undoes the map, and reads
+  the field again (plain flips are tried on the field directly). Averaging the image over
+  cells estimates only this payload-free template.
+* **Detection.** The luminance is high-passed and folded at the field period; the pilot's
+  phase correlation finds the offset (crops), each bit is the ring-weighted phase agreement
+  of its coefficients, BCH (Chase soft decoding) must accept the word and the MAC must match
+  the key and the image. Nothing is reported for unmarked images (module test + bench).
+* **Embedding is informed and closed-loop**: the embedder folds the host like the detector
+  and gives more amplitude to the bits the host works against, then to the bits that come
+  out weak after a simulated resize + JPEG (``_bit_boosts``, ``_weak_bits_after_edit``).
 
-All functions are pure and the keyed carrier is cached (read-only arrays), so calls are
-thread-safe and cheap to repeat.
+Embedding needs an operator key: :func:`operator_key` reads ``GENGUARD_WATERMARK_KEY`` or a
+random per-install key stored 0600 in the data folder. All functions are pure and the
+keyed carriers are cached read-only arrays, so calls are thread-safe.
 """
 
 from __future__ import annotations
 
-import binascii
 import hashlib
+import os
+import secrets
 import threading
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
+from pathlib import Path
 
 import bchlib
 import cv2
 import numpy as np
 
-from genguard.errors import ContentError, GenguardError
+from genguard import settings
+from genguard.errors import ConfigError, ContentError, GenguardError
 
-#: Tile side in pixels: the mark repeats with this period, so any crop keeps whole periods.
-TILE = 128
-#: Radius band of the carrier in cycles per tile (inclusive low, exclusive high).
-BAND = (6.0, 32.0)
+#: Period of the payload field in pixels (images up to this size hold no repetition).
+FIELD = 512
+#: Kept for callers that used it: the fold period of the payload field.
+TILE = FIELD
+#: Period of the payload-free synchronisation tile (must divide FIELD).
+SYNC_TILE = 128
+#: Carrier band in cycles per pixel (inclusive low, exclusive high).
+BAND = (6.0 / 128, 32.0 / 128)
 #: Frequency rings over which the detector estimates how well the mark survived.
 RINGS = 6
-#: Share of the band's coefficients given to the synchronisation pilot.
+#: Share of the field's coefficients given to the translation pilot.
 PILOT_SHARE = 0.3
+#: Share of the mark's energy in the sync tile.
+SYNC_SHARE = 0.35
 #: Payload size: 32 bits (an int below 2**32 or up to 4 bytes).
 PAYLOAD_BITS = 32
 PAYLOAD_BYTES = PAYLOAD_BITS // 8
-#: Default key; deployments should choose their own so that others cannot read the mark.
-DEFAULT_KEY = 0x67_67_77_6D  # "ggwm"
-#: Default strength: RMS of the luminance change in 8-bit levels (about 42 dB PSNR).
-DEFAULT_STRENGTH = 2.0
-#: Smallest image side accepted by :func:`embed_watermark` (two tiles).
-MIN_SIDE = 2 * TILE
+#: MAC over payload + content bits, and the number of content bits it covers.
+MAC_BITS = 32
+CONTENT_BITS = 24
+#: The detector retries the MAC with every pattern of these least reliable content bits
+#: flipped (2**7 tries per supposed extent): enough for edits that move the thumbnail, too few
+#: for another image.
+CONTENT_FLIPS = 7
+#: Offset of the content projections (see ``content_soft``); unit-spread thumbnails give
+#: projections of spread 8, so this only matters for flat images.
+CONTENT_DEADZONE = 1.0
+#: The example key of earlier releases; it is public, so it may never embed.
+PUBLIC_KEY = 0x67_67_77_6D
+#: Default strength: RMS of the luminance change in 8-bit levels (about 41 dB PSNR).
+DEFAULT_STRENGTH = 2.3
+#: Smallest image side accepted by :func:`embed_watermark`.
+MIN_SIDE = 256
+#: Smallest image side :func:`detect_watermark` looks at.
+DETECT_MIN_SIDE = 128
 #: BCH parameters: GF(2^7) (n <= 127 bits), corrects up to 9 bit errors.
 BCH_M = 7
 BCH_T = 9
 #: Pilot correlation z-score below which no decoding is attempted.
-PILOT_Z_MIN = 4.0
+PILOT_Z_MIN = 4.5
 #: Number of strongest pilot peaks tried before giving up.
 PILOT_CANDIDATES = 3
-#: Informed embedding: each bit's predicted phase agreement should reach this share of
-#: its coefficient count; amplitudes are raised by factors from this grid until it does.
+#: Informed embedding (see ``_bit_boosts``).
 BOOST_TARGET = 0.3
 BOOST_GRID = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
-#: Factor for bits that miss the target even at the largest boost (ECC will fix them).
 BOOST_HOPELESS = 4.0
 #: Closed-loop embedding: bits whose margin after a simulated edit is below LOOP_MARGIN x
 #: the median soft value get LOOP_BOOST times more amplitude in a second pass.
 CLOSED_LOOP = True
 LOOP_MARGIN = 0.5
 LOOP_BOOST = 1.6
-#: Soft decoding: number of least reliable bits whose flips are tried (Chase-II).
+#: Soft decoding: number of least reliable code bits whose flips are tried (Chase-II).
 CHASE_BITS = 4
 
-#: Scale search: lag range (pixels) of the tile period, i.e. rescales by 0.31x..1.56x;
-#: autocorrelation peak z-score needed to try a candidate; most candidates tried; crop
-#: side used for the autocorrelation; size limits.
-SCALE_LAGS = (40, 200)
-SCALE_Z_MIN = 4.0
-SCALE_CANDIDATES = 3
-SCALE_CROP = 768
-SCALE_MIN_SIDE = 64
-SCALE_MAX_PIXELS = 40_000_000
+#: Sync template: number of keyed sinusoids and their radius band (cycles per SYNC_TILE).
+TEMPLATE_PEAKS = 12
+TEMPLATE_BAND = (14.0, 26.0)
+#: Geometry search: rotations up to +-GEOMETRY_ANGLE degrees, x/y scales in GEOMETRY_SCALES
+#: (kept rescales and aspect changes), on a central crop of up to GEOMETRY_CROP pixels.
+GEOMETRY_ANGLE = 12.0
+GEOMETRY_SCALES = (0.45, 1.7)
+GEOMETRY_CROP = 768
+GEOMETRY_CANDIDATES = 3
+GEOMETRY_MIN_SIDE = 128
+GEOMETRY_MAX_PIXELS = 40_000_000
 
-_CRC_BITS = 16
-_DATA_BYTES = PAYLOAD_BYTES + _CRC_BITS // 8
+#: Name of the per-install key file in the data folder.
+KEY_FILE = "watermark.key"
+
+_DATA_BYTES = (PAYLOAD_BITS + MAC_BITS) // 8
+_THUMB = 8
+_CONTENT_MARGIN = 0.28
+_CONTENT_SIDE = 256
 
 
 class WatermarkError(GenguardError):
-    """A watermark cannot be embedded: payload invalid or image too small."""
+    """A watermark cannot be embedded: payload, key or image invalid."""
 
     code = "bad_watermark"
 
@@ -110,9 +136,9 @@ class WatermarkResult:
 
     ``confidence`` is 1.0 for a clean read and falls towards 0.5 as the BCH decoder has to
     correct more bit errors; it is 0.0 when nothing was found. ``sync_z`` is the pilot
-    correlation peak in standard deviations (above ~6 means a mark of this key is present).
-    ``scale`` is set when the mark was found only after undoing a kept rescale (e.g. 0.75
-    for an image served at 75% of its marked size); ``offset`` is then in resampled pixels.
+    correlation peak in standard deviations. ``scale``, ``rotation`` (degrees) and ``flip``
+    say which geometric change was undone before the mark read (None: none); ``offset`` is
+    the field offset in the (rectified) image.
     """
 
     found: bool
@@ -122,6 +148,8 @@ class WatermarkResult:
     sync_z: float = 0.0
     offset: tuple[int, int] | None = None
     scale: float | None = None
+    rotation: float | None = None
+    flip: str | None = None
     reason: str | None = None
 
     @property
@@ -140,12 +168,94 @@ class WatermarkResult:
 
 
 # ---------------------------------------------------------------------------------------
+# Operator key
+# ---------------------------------------------------------------------------------------
+
+
+def parse_key(text: str) -> int:
+    """A key written as decimal or 0x-hex, checked; raises ConfigError with the rule."""
+    try:
+        value = int(text.strip(), 0)
+    except ValueError:
+        raise ConfigError(
+            f"watermark key must be an integer (decimal or 0x-hex), got {text!r}"
+        ) from None
+    check_key(value)
+    return value
+
+
+def check_key(key: object) -> int:
+    """Return ``key`` if it is a usable key (1 .. 2**64-1), else raise WatermarkError."""
+    if isinstance(key, bool) or not isinstance(key, int) or not 0 < key < 1 << 64:
+        raise WatermarkError("watermark key must be an integer between 1 and 2**64-1")
+    return key
+
+
+def default_data_dir() -> Path:
+    """The data folder: the one holding ``$GENGUARD_STORE`` when it is a file, else
+    ``./genguard-data`` (the default store's folder), so the key lives beside the data."""
+    store = settings.store_location()
+    if store and "://" not in store:
+        return Path(store).expanduser().parent
+    return Path("genguard-data")
+
+
+def operator_key(data_dir: Path | None = None) -> int:
+    """The operator's watermark key: ``$GENGUARD_WATERMARK_KEY``, else the per-install key.
+
+    Why a per-install key and not a built-in default: a key that ships with the code lets
+    anyone embed "generated by you" marks. The per-install key is created on first use with
+    256 bits of OS randomness reduced to 64, written 0600 to ``<data_dir>/watermark.key``
+    (created atomically, so concurrent first uses agree) and read back afterwards. Back it
+    up: marks made with it can only be read with it.
+    """
+    text = settings.watermark_key()
+    if text:
+        return parse_key(text)
+    folder = data_dir if data_dir is not None else default_data_dir()
+    path = folder / KEY_FILE
+    if not path.exists():
+        _create_key_file(path)
+    try:
+        return parse_key(path.read_text("ascii"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the watermark key {path}: {exc}") from None
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a fresh random key to ``path`` (0600) unless another process got there first."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            key = 0
+            while key in (0, PUBLIC_KEY):
+                key = secrets.randbits(64)
+            fh.write(f"0x{key:016x}\n")
+        try:
+            os.link(tmp, path)  # atomic; fails if a concurrent first use won
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the watermark key {path}: {exc}; set GENGUARD_WATERMARK_KEY"
+        ) from None
+
+
+def _resolve_key(key: int | None) -> int:
+    return operator_key() if key is None else check_key(key)
+
+
+# ---------------------------------------------------------------------------------------
 # Payload coding
 # ---------------------------------------------------------------------------------------
 
 _bch_lock = threading.Lock()
 _bch = bchlib.BCH(BCH_T, m=BCH_M)
-#: Code length in bits: data + CRC + BCH parity.
+#: Code length in bits: payload + MAC + BCH parity.
 CODE_BITS = _DATA_BYTES * 8 + _bch.ecc_bits
 
 
@@ -178,22 +288,28 @@ def normalise_payload(payload: int | bytes) -> int:
     raise WatermarkError(f"payload must be an int or bytes, not {type(payload).__name__}")
 
 
-def _crc(payload: int, key: int) -> int:
-    """Keyed CRC-16: ties the check bits to the key, so another key's mark fails the check."""
-    return binascii.crc_hqx(payload.to_bytes(PAYLOAD_BYTES, "big"), key & 0xFFFF)
+def _mac(key: int, payload: int, content: int) -> int:
+    """Keyed MAC (BLAKE2b, 32 bits) over the payload and the image's content bits."""
+    msg = payload.to_bytes(PAYLOAD_BYTES, "big") + content.to_bytes(CONTENT_BITS // 8, "big")
+    digest = hashlib.blake2b(msg, digest_size=MAC_BITS // 8, key=key.to_bytes(8, "big"))
+    return int.from_bytes(digest.digest(), "big")
 
 
-def _encode_bits(payload: int, key: int) -> np.ndarray:
-    """Payload -> whitened code word of CODE_BITS bits (uint8 0/1)."""
-    data = payload.to_bytes(PAYLOAD_BYTES, "big") + _crc(payload, key).to_bytes(2, "big")
+def _bits_to_int(bits: np.ndarray) -> int:
+    return int("".join("1" if b else "0" for b in bits.tolist()), 2)
+
+
+def _encode_bits(payload: int, mac: int, key: int) -> np.ndarray:
+    """(payload, MAC) -> whitened code word of CODE_BITS bits (uint8 0/1)."""
+    data = payload.to_bytes(PAYLOAD_BYTES, "big") + mac.to_bytes(MAC_BITS // 8, "big")
     with _bch_lock:
         ecc = _bch.encode(data)
     bits = np.unpackbits(np.frombuffer(data + bytes(ecc), dtype=np.uint8))[:CODE_BITS]
     return bits ^ _carrier(key).whitening
 
 
-def _decode_bits(bits: np.ndarray, key: int) -> tuple[int, int] | None:
-    """Whitened hard bits -> (payload, corrected errors), or None when BCH or CRC reject."""
+def _decode_bits(bits: np.ndarray, key: int) -> tuple[int, int, int] | None:
+    """Whitened hard bits -> (payload, MAC, corrected errors), or None when BCH rejects."""
     raw = (bits.astype(np.uint8) ^ _carrier(key).whitening).astype(np.uint8)
     nbytes = _DATA_BYTES + _bch.ecc_bytes
     padded = np.zeros(nbytes * 8, dtype=np.uint8)
@@ -207,19 +323,151 @@ def _decode_bits(bits: np.ndarray, key: int) -> tuple[int, int] | None:
             return None
         _bch.correct(data, ecc)
     payload = int.from_bytes(data[:PAYLOAD_BYTES], "big")
-    if int.from_bytes(data[PAYLOAD_BYTES:], "big") != _crc(payload, key):
-        return None
-    return payload, int(nerr)
+    mac = int.from_bytes(data[PAYLOAD_BYTES:], "big")
+    return payload, mac, int(nerr)
 
 
 # ---------------------------------------------------------------------------------------
-# Carrier
+# Content bits (binding)
+# ---------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _projections(key: int) -> np.ndarray:
+    """Keyed random hyperplanes over the thumbnail (secret, so bits cannot be steered)."""
+    rng = np.random.default_rng([key, 0xB17D])
+    proj = rng.standard_normal((CONTENT_BITS, _THUMB * _THUMB))
+    proj.setflags(write=False)
+    return proj
+
+
+def content_soft(
+    luma: np.ndarray,
+    key: int,
+    mask: np.ndarray | None = None,
+    box: tuple[float, float, float, float] | None = None,
+    small: tuple[np.ndarray, np.ndarray, float] | None = None,
+) -> np.ndarray:
+    """Soft content bits of an image (sign = bit, magnitude = reliability).
+
+    Why these: the central region's 8x8 luminance thumbnail, normalised to zero mean and
+    unit spread, barely moves under JPEG, noise, blur, brightness/contrast and rescales,
+    while unrelated images point in unrelated directions. Signs of keyed random projections
+    (SimHash) turn it into bits. ``box`` (top, left, bottom, right in pixels, may reach
+    outside the image) is the original image's extent as the detector supposes it after a
+    crop; only valid pixels (``mask`` 1, inside the image) are averaged. ``small`` is
+    :func:`_small` of the same image, when the caller has it already.
+    """
+    height, width = luma.shape
+    sums, counts, factor = small if small is not None else _small(luma, mask)
+    top, left, bottom, right = box if box is not None else (0.0, 0.0, height, width)
+    margin_y = (bottom - top) * _CONTENT_MARGIN
+    edges_y = np.linspace(top + margin_y, bottom - margin_y, _THUMB + 1) * factor
+    margin_x = (right - left) * _CONTENT_MARGIN
+    edges_x = np.linspace(left + margin_x, right - margin_x, _THUMB + 1) * factor
+    ys = np.clip(np.rint(edges_y).astype(np.intp), 0, sums.shape[0] - 1)
+    xs = np.clip(np.rint(edges_x).astype(np.intp), 0, sums.shape[1] - 1)
+
+    def cells(table: np.ndarray) -> np.ndarray:
+        return (table[ys[1:], :][:, xs[1:]] - table[ys[:-1], :][:, xs[1:]]
+                - table[ys[1:], :][:, xs[:-1]] + table[ys[:-1], :][:, xs[:-1]])  # fmt: skip
+
+    num, den = cells(sums), cells(counts)
+    thumb = num / np.maximum(den, 1e-9)
+    ok = den >= 0.3 * max(float(den.max()), 1e-9)
+    thumb[~ok] = thumb[ok].mean() if ok.any() else 0.0
+    vec = thumb.ravel() - thumb.mean()
+    vec /= max(float(vec.std()), 2.0)
+    # The dead zone puts near-flat images (whose thumbnails are just the mark's faint
+    # residue) on a fixed bit pattern instead of a random one.
+    return _projections(key) @ vec - CONTENT_DEADZONE
+
+
+def _small(luma: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Integral images of a <= _CONTENT_SIDE px copy (luma x valid, valid) and its scale."""
+    height, width = luma.shape
+    factor = min(1.0, _CONTENT_SIDE / max(height, width))
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    small = cv2.resize(luma, size, interpolation=cv2.INTER_AREA).astype(np.float64)
+    valid = np.ones_like(small)
+    if mask is not None:
+        shrunk = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        valid = (shrunk > 0.5).astype(np.float64)
+    sums = cv2.integral(small * valid, sdepth=cv2.CV_64F)
+    counts = cv2.integral(valid, sdepth=cv2.CV_64F)
+    return sums, counts, factor
+
+
+def _content_bits(luma: np.ndarray, key: int) -> int:
+    return _bits_to_int(content_soft(luma, key) > 0)
+
+
+def _extents(
+    height: int, width: int, offset: tuple[int, int]
+) -> list[tuple[float, float, float, float]]:
+    """Where the original image may lie in this one (top, left, bottom, right).
+
+    The field starts at the original's top-left pixel, so the pilot offset says how much
+    was cut from the top and left (for cuts under FIELD pixels); how much was cut from the
+    bottom and right is unknown, so a few common cases are supposed: nothing, as much as
+    from the top/left (a centred crop), or a tenth or a quarter of the original per side.
+    """
+    oy, ox = offset
+    out = [
+        (0.0, 0.0, float(height), float(width)),
+        (-oy, -ox, float(height + oy), float(width + ox)),
+    ]
+    for keep_y in (1.0, 0.9, 0.75):
+        for keep_x in (1.0, 0.9, 0.75):
+            out.append((-oy, -ox, (height + oy) / keep_y - oy, (width + ox) / keep_x - ox))
+    unique: list[tuple[float, float, float, float]] = []
+    for box in out:
+        if box not in unique:
+            unique.append(box)
+    return unique
+
+
+def _mac_matches(
+    payload: int,
+    mac: int,
+    key: int,
+    luma: np.ndarray,
+    mask: np.ndarray | None,
+    offset: tuple[int, int],
+    boxes: tuple[tuple[float, float, float, float], ...] = (),
+) -> bool:
+    """True when ``mac`` fits this payload and *this* image's content bits (with the
+    CONTENT_FLIPS least reliable bits free, for each supposed original extent, ``boxes``
+    included): the binding check that refuses a mark copied from another image."""
+    height, width = luma.shape
+    small = _small(luma, mask)
+    tried: set[int] = set()
+    for box in [*_extents(height, width, offset), *boxes]:
+        soft = content_soft(luma, key, mask, box, small)
+        base = _bits_to_int(soft > 0)
+        weakest = np.argsort(np.abs(soft))[:CONTENT_FLIPS]
+        masks = [1 << (CONTENT_BITS - 1 - int(i)) for i in weakest]
+        for pattern in range(1 << CONTENT_FLIPS):
+            trial = base
+            for i, bit in enumerate(masks):
+                if pattern >> i & 1:
+                    trial ^= bit
+            if trial in tried:
+                continue
+            tried.add(trial)
+            if _mac(key, payload, trial) == mac:
+                return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------
+# Carriers
 # ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class _Carrier:
-    """Keyed carrier of one key; arrays are read-only so threads can share them."""
+    """Keyed field carrier of one key; arrays are read-only so threads can share them."""
 
     pilot_rows: np.ndarray
     pilot_cols: np.ndarray
@@ -233,27 +481,43 @@ class _Carrier:
     bit_ring: np.ndarray  # frequency ring of each bit coefficient
 
 
+def _band(period: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """rfft2 bins (rows, cols, radius in cycles per pixel) of the carrier band."""
+    fu = np.fft.fftfreq(period, d=1.0 / period)[:, None]
+    fv = np.arange(period // 2 + 1)[None, :]
+    radius = np.hypot(fu, fv) / period
+    # Columns 0 and period/2 are their own mirror in rfft2; leaving them out keeps every
+    # chosen coefficient independent (its conjugate twin is implied).
+    usable = (radius >= BAND[0]) & (radius < BAND[1]) & (fv > 0) & (fv < period // 2)
+    rows, cols = np.nonzero(usable)
+    return rows, cols, radius[rows, cols]
+
+
 @lru_cache(maxsize=16)
 def _carrier(key: int) -> _Carrier:
-    """Build (once per key) the keyed assignment of band coefficients to pilot and bits."""
-    if not isinstance(key, int) or key < 0 or key >= 1 << 64:
-        raise WatermarkError("key must be an integer between 0 and 2**64-1")
-    rng = np.random.default_rng([key, 0x5EED])
-    fu = np.fft.fftfreq(TILE, d=1.0 / TILE)[:, None]  # rows: -64..63 cycles per tile
-    fv = np.arange(TILE // 2 + 1)[None, :]  # rfft columns: 0..64
-    radius = np.hypot(fu, fv)
-    # Columns 0 and TILE/2 are their own mirror in rfft2; leaving them out keeps every
-    # chosen coefficient independent (its conjugate twin is implied).
-    usable = (radius >= BAND[0]) & (radius < BAND[1]) & (fv > 0) & (fv < TILE // 2)
-    rows, cols = np.nonzero(usable)
+    """Build (once per key) the keyed assignment of field coefficients to pilot and bits.
+
+    The sync template's bins are left out, so the two patterns are orthogonal.
+    """
+    check_key(key)
+    rng = np.random.default_rng([key, 0x5EED, FIELD])
+    rows, cols, radius = _band(FIELD)
+    step = FIELD // SYNC_TILE
+    _, t_rows, t_cols = _template(key)
+    t_fu = np.where(t_rows >= SYNC_TILE // 2, t_rows - SYNC_TILE, t_rows)
+    taken = set(zip((t_fu * step % FIELD).tolist(), (t_cols * step).tolist(), strict=True))
+    keep = np.array(
+        [(r, c) not in taken for r, c in zip(rows.tolist(), cols.tolist(), strict=True)]
+    )
+    rows, cols, radius = rows[keep], cols[keep], radius[keep]
     order = rng.permutation(rows.size)
-    rows, cols = rows[order], cols[order]
+    rows, cols, radius = rows[order], cols[order], radius[order]
     phase = np.exp(1j * rng.uniform(0.0, 2 * np.pi, rows.size))
     n_pilot = int(rows.size * PILOT_SHARE)
     n_bits = rows.size - n_pilot
-    bit_index = np.arange(n_bits) % CODE_BITS
+    bit_index = rng.permutation(np.arange(n_bits) % CODE_BITS)
     whitening = rng.integers(0, 2, CODE_BITS, dtype=np.uint8)
-    ring = ((radius[rows, cols] - BAND[0]) / (BAND[1] - BAND[0]) * RINGS).astype(np.intp)
+    ring = ((radius - BAND[0]) / (BAND[1] - BAND[0]) * RINGS).astype(np.intp)
     ring = np.clip(ring, 0, RINGS - 1)
     arrays = (
         rows[:n_pilot],
@@ -272,14 +536,56 @@ def _carrier(key: int) -> _Carrier:
     return _Carrier(*arrays)
 
 
+@lru_cache(maxsize=16)
+def _template(key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keyed sync template: (frequencies as fx, fy in cycles/px, rfft rows, rfft cols) on
+    the SYNC_TILE grid. Few, well separated spikes away from the axes and from JPEG's 8-px
+    block frequencies, so they stand out of any image's spectrum and of each other."""
+    rng = np.random.default_rng([key, 0x5C7, SYNC_TILE])
+    fu = np.fft.fftfreq(SYNC_TILE, d=1.0 / SYNC_TILE)
+    rows, cols = np.meshgrid(np.arange(SYNC_TILE), np.arange(1, SYNC_TILE // 2), indexing="ij")
+    fy, fx = fu[rows], cols.astype(np.float64)
+    radius = np.hypot(fx, fy)
+    ok = (radius >= TEMPLATE_BAND[0]) & (radius < TEMPLATE_BAND[1])
+    ok &= (np.abs(fy) >= 3) & (fx >= 3)
+    ok &= (np.abs(fx % 16 - 8) < 6) | (np.abs(np.abs(fy) % 16 - 8) < 6)
+    pool = np.flatnonzero(ok.ravel())
+    chosen: list[int] = []
+    for idx in rng.permutation(pool):
+        p = np.array([fx.flat[idx], fy.flat[idx]])
+        if all(np.hypot(*(p - np.array([fx.flat[j], fy.flat[j]]))) >= 4 for j in chosen):
+            chosen.append(int(idx))
+        if len(chosen) == TEMPLATE_PEAKS:
+            break
+    sel = np.array(chosen)
+    freqs = np.column_stack([fx.flat[sel], fy.flat[sel]]) / SYNC_TILE
+    arrays = (freqs, rows.flat[sel].astype(np.intp), cols.flat[sel].astype(np.intp))
+    for arr in arrays:
+        arr.setflags(write=False)
+    return arrays
+
+
+@lru_cache(maxsize=16)
+def _sync_tile(key: int) -> np.ndarray:
+    """The keyed, payload-free sync tile (RMS 1): the template's sinusoids, random phases."""
+    rng = np.random.default_rng([key, 0x5C8, SYNC_TILE])
+    _, rows, cols = _template(key)
+    spec = np.zeros((SYNC_TILE, SYNC_TILE // 2 + 1), dtype=np.complex128)
+    spec[rows, cols] = np.exp(1j * rng.uniform(0.0, 2 * np.pi, rows.size))
+    tile = np.fft.irfft2(spec, s=(SYNC_TILE, SYNC_TILE))
+    tile /= np.sqrt(np.mean(tile**2))
+    tile.setflags(write=False)
+    return tile
+
+
 @lru_cache(maxsize=4)
 def _highpass_gain() -> np.ndarray:
     """Frequency response of the detector's high-pass (luma minus a 9x9 box mean) per rfft bin."""
-    f = np.fft.fftfreq(TILE)
+    f = np.fft.fftfreq(FIELD)
     box = np.ones_like(f)
     nz = f != 0
     box[nz] = np.sin(9 * np.pi * f[nz]) / (9 * np.sin(np.pi * f[nz]))
-    gain = 1.0 - box[:, None] * box[None, : TILE // 2 + 1]
+    gain = 1.0 - box[:, None] * box[None, : FIELD // 2 + 1]
     gain.setflags(write=False)
     return gain
 
@@ -308,26 +614,24 @@ def _bit_boosts(
     return factors
 
 
-def _tile_pattern(
+def _field_pattern(
     host: np.ndarray,
-    payload: int,
+    code: np.ndarray,
     key: int,
-    strength: float,
+    rms: float,
     extra: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Spatial mark tile (RMS = ``strength``) for one payload, adapted to the host image.
+    """Spatial payload field (RMS = ``rms``) for one code word, adapted to the host image.
 
     ``host`` is the rfft2 of the host's folded luminance (what the detector will see).
     ``extra`` multiplies the amplitude of individual code bits (closed-loop pass).
     """
     car = _carrier(key)
-    signs = 1.0 - 2.0 * _encode_bits(payload, key).astype(np.float64)
+    signs = 1.0 - 2.0 * code.astype(np.float64)
     directions = car.bit_phase * signs[car.bit_index]
     n_coef = car.pilot_rows.size + car.bit_rows.size
     # Parseval for rfft2 (each chosen bin has a mirrored twin): RMS = amp * sqrt(2n) / T^2.
-    amp = strength * TILE * TILE / np.sqrt(2.0 * n_coef)
-    # The pilot keeps its share of the energy; the bits share the rest. Boosting some bits
-    # lowers the amplitude of the others (the RMS is fixed), so iterate.
+    amp = rms * FIELD * FIELD / np.sqrt(2.0 * n_coef)
     n_bits = car.bit_rows.size
     scale = 1.0
     for _ in range(3):
@@ -336,37 +640,31 @@ def _tile_pattern(
             boost = boost * extra
         scale = np.sqrt(n_bits / np.sum(boost[car.bit_index] ** 2))
     boost *= scale
-    spec = np.zeros((TILE, TILE // 2 + 1), dtype=np.complex128)
+    spec = np.zeros((FIELD, FIELD // 2 + 1), dtype=np.complex128)
     spec[car.pilot_rows, car.pilot_cols] = car.pilot_phase
     spec[car.bit_rows, car.bit_cols] = directions * boost[car.bit_index]
-    tile = np.fft.irfft2(spec, s=(TILE, TILE))
-    tile *= strength / np.sqrt(np.mean(tile**2))
-    return tile.astype(np.float32)
+    tile = np.fft.irfft2(spec, s=(FIELD, FIELD))
+    tile *= rms / np.sqrt(np.mean(tile**2))
+    return tile
+
+
+def _mark_tile(
+    host: np.ndarray,
+    code: np.ndarray,
+    key: int,
+    strength: float,
+    extra: np.ndarray | None = None,
+) -> np.ndarray:
+    """Field + sync tile (total RMS ``strength``) as one FIELD-periodic float32 tile."""
+    field = _field_pattern(host, code, key, strength * np.sqrt(1.0 - SYNC_SHARE), extra)
+    reps = FIELD // SYNC_TILE
+    sync = np.tile(_sync_tile(key), (reps, reps)) * (strength * np.sqrt(SYNC_SHARE))
+    return (field + sync).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------
-# Public API
+# Embedding
 # ---------------------------------------------------------------------------------------
-
-
-def _chase_decode(soft: np.ndarray, key: int) -> tuple[int, int] | None:
-    """Chase-II soft decoding: retry BCH with the least reliable bits flipped.
-
-    Returns (payload, bit errors corrected incl. flips). Each retry is one more chance for
-    noise to pass, so the count stays small (2**CHASE_BITS); with BCH + a 16-bit CRC the
-    false-detection rate stays below 2e-9 per image (module docstring).
-    """
-    hard = soft < 0
-    weakest = np.argsort(np.abs(soft))[:CHASE_BITS]
-    for pattern in range(1 << CHASE_BITS):
-        trial = hard.copy()
-        flips = [int(weakest[i]) for i in range(CHASE_BITS) if pattern >> i & 1]
-        trial[flips] ^= True
-        decoded = _decode_bits(trial, key)
-        if decoded is not None:
-            payload, errors = decoded
-            return payload, errors + len(flips)
-    return None
 
 
 def _check_rgb(rgb: np.ndarray) -> None:
@@ -381,17 +679,25 @@ def embed_watermark(
     rgb: np.ndarray,
     payload: int | bytes,
     *,
-    key: int = DEFAULT_KEY,
+    key: int | None = None,
     strength: float = DEFAULT_STRENGTH,
 ) -> np.ndarray:
     """Return a copy of ``rgb`` (HxWx3 uint8) carrying the 32-bit ``payload``.
 
-    ``strength`` is the RMS luminance change in 8-bit levels (2.0 gives ~42 dB PSNR);
-    raise it for more robustness, lower it for more transparency. Raises
-    :class:`WatermarkError` for payloads over 32 bits and images under 256x256 pixels.
+    ``key`` is the operator's secret; None uses :func:`operator_key` (environment or the
+    per-install key file). The public example key of earlier releases is refused, since
+    anyone could embed with it. ``strength`` is the RMS luminance change in 8-bit levels
+    (2.0 gives ~42 dB PSNR). Raises :class:`WatermarkError` for payloads over 32 bits,
+    bad keys and images under 256x256 pixels.
     """
     _check_rgb(rgb)
     value = normalise_payload(payload)
+    secret = _resolve_key(key)
+    if secret == PUBLIC_KEY:
+        raise WatermarkError(
+            "key 0x6767776d is the public example key and cannot embed; use your own secret "
+            "key (GENGUARD_WATERMARK_KEY) or leave it unset for a per-install key"
+        )
     height, width = rgb.shape[:2]
     if min(height, width) < MIN_SIDE:
         raise WatermarkError(
@@ -400,35 +706,37 @@ def embed_watermark(
         )
     if not 0.0 < strength <= 20.0:
         raise WatermarkError(f"strength must be in (0, 20], got {strength}")
-    host = np.fft.rfft2(_fold(_luma(rgb)))
-    out = _apply(rgb, _tile_pattern(host, value, key, strength))
+    luma = _luma(rgb)
+    code = _encode_bits(value, _mac(secret, value, _content_bits(luma, secret)), secret)
+    host = np.fft.rfft2(_fold(luma))
+    out = _apply(rgb, _mark_tile(host, code, secret, strength))
     if CLOSED_LOOP:
-        extra = _weak_bits_after_edit(out, value, key)
+        extra = _weak_bits_after_edit(out, code, secret)
         if extra is not None:
-            out = _apply(rgb, _tile_pattern(host, value, key, strength, extra))
+            out = _apply(rgb, _mark_tile(host, code, secret, strength, extra))
     return out
 
 
 def _apply(rgb: np.ndarray, tile: np.ndarray) -> np.ndarray:
-    """Add the tiled mark to R, G and B alike (a pure luminance change).
+    """Add the FIELD-periodic mark to R, G and B alike (a pure luminance change).
 
     Works one tile row at a time in int16, so a 64-megapixel image needs a few MB of
     scratch space instead of gigabytes; rint(pixel + mark) == pixel + rint(mark) because
     pixels are integers, so rounding the tile first changes nothing.
     """
     height, width = rgb.shape[:2]
-    reps = -(-width // TILE)
+    reps = -(-width // FIELD)
     row_mark = np.tile(np.rint(tile).astype(np.int16), (1, reps))[:, :width, None]
     out = np.empty_like(rgb)
-    for top in range(0, height, TILE):
-        block = rgb[top : top + TILE].astype(np.int16)
+    for top in range(0, height, FIELD):
+        block = rgb[top : top + FIELD].astype(np.int16)
         block += row_mark[: block.shape[0]]
         np.clip(block, 0, 255, out=block)
-        out[top : top + TILE] = block
+        out[top : top + FIELD] = block
     return out
 
 
-def _weak_bits_after_edit(marked: np.ndarray, payload: int, key: int) -> np.ndarray | None:
+def _weak_bits_after_edit(marked: np.ndarray, code: np.ndarray, key: int) -> np.ndarray | None:
     """Closed loop: put the marked image through a typical platform edit (0.5x resize and
     back, then JPEG quality 50), read the bits, and return amplitude factors that raise the
     bits that came out weak; None when all bits are comfortable."""
@@ -441,10 +749,9 @@ def _weak_bits_after_edit(marked: np.ndarray, payload: int, key: int) -> np.ndar
     decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if decoded is None:  # pragma: no cover - OpenCV decodes what it just encoded
         return None
-    edited = decoded[:, :, ::-1]
     car = _carrier(key)
-    soft = _soft_bits(_phase_spectrum(_fold(_luma(edited))), (0, 0), car)
-    signs = 1.0 - 2.0 * _encode_bits(payload, key).astype(np.float64)
+    soft = _soft_bits(_phase_spectrum(_fold(_luma(decoded[:, :, ::-1]))), (0, 0), car)
+    signs = 1.0 - 2.0 * code.astype(np.float64)
     margin = soft * signs
     scale = float(np.median(np.abs(soft))) + 1e-9
     weak = margin < LOOP_MARGIN * scale
@@ -455,21 +762,44 @@ def _weak_bits_after_edit(marked: np.ndarray, payload: int, key: int) -> np.ndar
     return extra
 
 
+# ---------------------------------------------------------------------------------------
+# Reading the field
+# ---------------------------------------------------------------------------------------
+
+
 def _luma(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) if rgb.shape[2] == 3 else rgb
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
-def _fold(luma: np.ndarray) -> np.ndarray:
-    """Average all TILE x TILE tiles of the high-passed luminance into one tile."""
-    hp = luma - cv2.blur(luma, (9, 9), borderType=cv2.BORDER_REFLECT)
-    height, width = hp.shape
-    ph, pw = -(-height // TILE) * TILE, -(-width // TILE) * TILE
+def _highpass(luma: np.ndarray) -> np.ndarray:
+    return luma - cv2.blur(luma, (9, 9), borderType=cv2.BORDER_REFLECT)
+
+
+def _fold_sum(values: np.ndarray) -> np.ndarray:
+    """Sum of all FIELD x FIELD cells of a 2-D array (zero-padded to whole cells)."""
+    height, width = values.shape
+    ph, pw = -(-height // FIELD) * FIELD, -(-width // FIELD) * FIELD
     padded = np.zeros((ph, pw), dtype=np.float32)
-    padded[:height, :width] = hp
-    total = padded.reshape(ph // TILE, TILE, pw // TILE, TILE).sum(axis=(0, 2))
-    count_r = np.bincount(np.arange(height) % TILE, minlength=TILE).astype(np.float32)
-    count_c = np.bincount(np.arange(width) % TILE, minlength=TILE).astype(np.float32)
-    return total / (count_r[:, None] * count_c[None, :])
+    padded[:height, :width] = values
+    return padded.reshape(ph // FIELD, FIELD, pw // FIELD, FIELD).sum(axis=(0, 2))
+
+
+def _fold(luma: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Average all FIELD x FIELD cells of the high-passed luminance into one.
+
+    With a ``mask`` (1 = valid pixel, e.g. inside a rectified image) only valid pixels
+    count; the mask is eroded first so the edge of the valid area adds no high-pass.
+    """
+    hp = _highpass(luma)
+    if mask is None:
+        height, width = hp.shape
+        total = _fold_sum(hp)
+        count_r = np.bincount(np.arange(height) % FIELD, minlength=FIELD).astype(np.float32)
+        count_c = np.bincount(np.arange(width) % FIELD, minlength=FIELD).astype(np.float32)
+        return total / np.maximum(count_r[:, None] * count_c[None, :], 1.0)
+    inner = cv2.erode(mask, np.ones((11, 11), np.uint8)).astype(np.float32)
+    count = _fold_sum(inner)
+    return _fold_sum(hp * inner) / np.maximum(count, 1.0)
 
 
 def _phase_spectrum(tile: np.ndarray) -> np.ndarray:
@@ -485,11 +815,12 @@ def _pilot_peaks(phase: np.ndarray, car: _Carrier) -> tuple[list[tuple[int, int]
     cross[car.pilot_rows, car.pilot_cols] = phase[car.pilot_rows, car.pilot_cols] * np.conj(
         car.pilot_phase
     )
-    corr = np.fft.irfft2(cross, s=(TILE, TILE))
+    corr = np.fft.irfft2(cross, s=(FIELD, FIELD))
     std = float(corr.std()) or 1.0
     z = (corr - float(corr.mean())) / std
-    flat = np.argsort(z, axis=None)[::-1][:PILOT_CANDIDATES]
-    peaks = [divmod(int(i), TILE) for i in flat]
+    flat = np.argpartition(z, -PILOT_CANDIDATES, axis=None)[-PILOT_CANDIDATES:]
+    flat = flat[np.argsort(z.flat[flat])[::-1]]
+    peaks = [divmod(int(i), FIELD) for i in flat]
     return [(int(r), int(c)) for r, c in peaks], float(z.flat[flat[0]])
 
 
@@ -502,9 +833,16 @@ def _agreement(
 ) -> np.ndarray:
     """Phase agreement (cosine) of each coefficient with its carrier after undoing ``offset``."""
     dy, dx = offset
-    fu = np.fft.fftfreq(TILE, d=1.0 / TILE)[rows]
-    shift = np.exp(2j * np.pi * (fu * dy + cols * dx) / TILE)
+    row_shift, col_shift = _shift_phasors(dy, dx)
+    shift = row_shift[rows] * col_shift[cols]
     return np.real(phase[rows, cols] * shift * np.conj(carrier))
+
+
+def _shift_phasors(dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
+    """exp(2 pi i f d / FIELD) per rfft row and column: a cyclic shift, separably."""
+    fu = np.fft.fftfreq(FIELD, d=1.0 / FIELD)
+    fv = np.arange(FIELD // 2 + 1)
+    return np.exp(2j * np.pi * fu * dy / FIELD), np.exp(2j * np.pi * fv * dx / FIELD)
 
 
 def _soft_bits(phase: np.ndarray, offset: tuple[int, int], car: _Carrier) -> np.ndarray:
@@ -524,113 +862,372 @@ def _soft_bits(phase: np.ndarray, offset: tuple[int, int], car: _Carrier) -> np.
     )
 
 
-def read_soft_bits(rgb: np.ndarray, *, key: int = DEFAULT_KEY) -> tuple[np.ndarray, float]:
+def _chase_words(soft: np.ndarray, key: int) -> list[tuple[int, int, int]]:
+    """Chase-II soft decoding: every distinct (payload, MAC, errors) that BCH accepts with
+    up to CHASE_BITS of the least reliable bits flipped (the MAC check picks the real one)."""
+    hard = soft < 0
+    weakest = np.argsort(np.abs(soft))[:CHASE_BITS]
+    words: dict[tuple[int, int], int] = {}
+    for pattern in range(1 << CHASE_BITS):
+        trial = hard.copy()
+        flips = [int(weakest[i]) for i in range(CHASE_BITS) if pattern >> i & 1]
+        trial[flips] ^= True
+        decoded = _decode_bits(trial, key)
+        if decoded is not None:
+            payload, mac, errors = decoded
+            best = words.get((payload, mac))
+            if best is None or errors + len(flips) < best:
+                words[(payload, mac)] = errors + len(flips)
+    return [(p, m, e) for (p, m), e in words.items()]
+
+
+def read_soft_bits(rgb: np.ndarray, *, key: int | None = None) -> tuple[np.ndarray, float]:
     """Soft code bits at the best pilot offset (for benchmarks and diagnostics)."""
     _check_rgb(rgb)
-    car = _carrier(key)
+    car = _carrier(_resolve_key(key))
     phase = _phase_spectrum(_fold(_luma(rgb)))
     peaks, z = _pilot_peaks(phase, car)
     return _soft_bits(phase, peaks[0], car), z
 
 
-def raw_payload_bits(rgb: np.ndarray, *, key: int = DEFAULT_KEY) -> np.ndarray:
+def raw_payload_bits(rgb: np.ndarray, *, key: int | None = None) -> np.ndarray:
     """Hard-decision payload bits *before* error correction (for bit-accuracy benchmarks)."""
-    soft, _ = read_soft_bits(rgb, key=key)
-    bits = (soft < 0).astype(np.uint8) ^ _carrier(key).whitening
+    secret = _resolve_key(key)
+    soft, _ = read_soft_bits(rgb, key=secret)
+    bits = (soft < 0).astype(np.uint8) ^ _carrier(secret).whitening
     return bits[:PAYLOAD_BITS]
 
 
-def detect_watermark(
-    rgb: np.ndarray, *, key: int = DEFAULT_KEY, search_scale: bool = True
-) -> WatermarkResult:
-    """Look for a mark made with ``key``; never invents a payload for unmarked images.
+#: Flip variants tried on every candidate geometry: name, row flip, column flip.
+_FLIPS = ((None, False, False), ("horizontal", False, True), ("vertical", True, False),
+          ("both", True, True))  # fmt: skip
 
-    With ``search_scale`` (default), an image in which nothing is found at its own scale
-    is checked for a rescale that was *kept* (e.g. a 1024 px image served at 600 px): the
-    mark's tile period shows up as an autocorrelation peak, the image is resampled back
-    to the original pixel scale and read again. This costs ~10-30 ms more on unmarked
-    images; pass ``search_scale=False`` when only same-size copies matter.
+
+def _oriented(array: np.ndarray, rows: bool, cols: bool) -> np.ndarray:
+    if rows:
+        array = array[::-1]
+    if cols:
+        array = array[:, ::-1]
+    return array
+
+
+def _view_origin(
+    offset: tuple[int, int], shape: tuple[int, ...], flip_rows: bool, flip_cols: bool
+) -> tuple[int, int]:
+    """Pixels cut from the top and left of the (flipped) view, from a pilot offset found on
+    the flipped fold: the fold of a view flipped along an axis of length n is the flipped
+    fold rolled by n, so the roll is added back."""
+    dy = (-offset[0] - (shape[0] - 1 if flip_rows else 0)) % FIELD
+    dx = (-offset[1] - (shape[1] - 1 if flip_cols else 0)) % FIELD
+    return int(dy), int(dx)
+
+
+def _flipped_spectrum(spec: np.ndarray, flip_rows: bool, flip_cols: bool) -> np.ndarray:
+    """rfft2 of the fold reversed along rows and/or columns (n -> -n mod FIELD), from the
+    fold's own rfft2: reversing a real array's axis negates that frequency, and the rfft
+    half-plane holds the negated column frequencies as complex conjugates."""
+    out = spec
+    if flip_rows != flip_cols:  # exactly one axis: negate the row frequency
+        out = out[_NEGATED_ROWS]
+    if flip_cols:
+        out = np.conj(out)
+    return out
+
+
+_NEGATED_ROWS = (-np.arange(FIELD)) % FIELD
+
+
+def _read(
+    luma: np.ndarray,
+    key: int,
+    mask: np.ndarray | None,
+    boxes: tuple[tuple[float, float, float, float], ...] = (),
+) -> WatermarkResult:
+    """Read the field of an image in (near) canonical geometry, trying the four flips.
+
+    A flip of the image is a reversal of its fold up to a cyclic shift, which the pilot
+    finds, so the four orientations cost one fold, one FFT and four pilot correlations.
+    """
+    car = _carrier(key)
+    upright = _phase_spectrum(_fold(luma, mask))
+    best = WatermarkResult(False, None, 0.0, reason="no synchronisation pilot")
+    for name, flip_rows, flip_cols in _FLIPS:
+        phase = _flipped_spectrum(upright, flip_rows, flip_cols)
+        peaks, z = _pilot_peaks(phase, car)
+        if z < PILOT_Z_MIN:
+            if z > best.sync_z and best.reason != "payload failed error check":
+                best = replace(best, sync_z=z)
+            continue
+        copied = False
+        for offset in peaks:
+            for payload, mac, errors in sorted(
+                _chase_words(_soft_bits(phase, offset, car), key), key=lambda w: w[2]
+            ):
+                view = _oriented(luma, flip_rows, flip_cols)
+                view_mask = None if mask is None else _oriented(mask, flip_rows, flip_cols)
+                origin = _view_origin(offset, luma.shape, flip_rows, flip_cols)
+                if not _mac_matches(payload, mac, key, view, view_mask, origin, boxes):
+                    copied = True
+                    continue
+                confidence = 1.0 - 0.5 * min(errors, BCH_T + 1) / (BCH_T + 1)
+                return WatermarkResult(
+                    True,
+                    payload,
+                    confidence,
+                    bit_errors=errors,
+                    sync_z=z,
+                    offset=origin,
+                    flip=name,
+                )
+        reason = (
+            "a mark decoded but its MAC fails for this key and image (copied from another "
+            "image, edited beyond recognition, or made with another key)"
+            if copied
+            else "payload failed error check"
+        )
+        if copied or best.reason == "no synchronisation pilot":
+            best = WatermarkResult(False, None, 0.0, sync_z=max(z, best.sync_z), reason=reason)
+    return best
+
+
+def detect_watermark(
+    rgb: np.ndarray, *, key: int | None = None, search_scale: bool = True
+) -> WatermarkResult:
+    """Look for a mark made with ``key`` for *this* image; never invents a payload.
+
+    ``key`` None uses :func:`operator_key`. Flipped images are read directly. With
+    ``search_scale`` (default), an image in which nothing is found as it is gets its
+    rotation, scale, aspect and mirroring estimated from the sync template's spectral
+    peaks, undone, and read again (~30-60 ms more on unmarked images); pass
+    ``search_scale=False`` when only same-geometry copies matter.
     """
     _check_rgb(rgb)
+    secret = _resolve_key(key)
     height, width = rgb.shape[:2]
-    result = _detect_at_scale(rgb, key) if min(height, width) >= TILE else None
-    if result is not None and result.found:
+    if min(height, width) < DETECT_MIN_SIDE:
+        return WatermarkResult(
+            False, None, 0.0, reason=f"image smaller than {DETECT_MIN_SIDE}x{DETECT_MIN_SIDE}"
+        )
+    luma = _luma(rgb)
+    result = _read(luma, secret, None)
+    if result.found or not search_scale or min(height, width) < GEOMETRY_MIN_SIDE:
         return result
-    if search_scale and min(height, width) >= SCALE_MIN_SIDE:
-        for factor in _scale_candidates(_luma(rgb)):
-            size = (round(width / factor), round(height / factor))
-            if min(size) < TILE or size[0] * size[1] > SCALE_MAX_PIXELS:
-                continue
-            resized = cv2.resize(rgb, size, interpolation=cv2.INTER_CUBIC)
-            found = _detect_at_scale(resized, key)
-            if found.found:
-                return replace(found, scale=round(factor, 4))
-    if result is None:
-        return WatermarkResult(False, None, 0.0, reason=f"image smaller than {TILE}x{TILE}")
+    for matrix in _geometry_candidates(luma, secret):
+        rectified = _rectify(luma, matrix)
+        if rectified is None:
+            continue
+        box = _inscribed_box(matrix, (height, width), rectified[0].shape)
+        found = _read(rectified[0], secret, rectified[1], () if box is None else (box,))
+        if found.found:
+            scale = float(np.sqrt(abs(np.linalg.det(matrix))))
+            angle = float(np.degrees(np.arctan2(matrix[1, 0], matrix[0, 0])))
+            return replace(found, scale=round(scale, 4), rotation=round(angle, 2))
+        if found.reason and found.reason.startswith("a mark decoded"):
+            result = found
     return result
 
 
-def _scale_candidates(luma: np.ndarray) -> list[float]:
-    """Scale factors the image may have been resized by (and kept at), most likely first.
+# ---------------------------------------------------------------------------------------
+# Geometry: the sync template's spectral peaks
+# ---------------------------------------------------------------------------------------
 
-    The mark repeats every TILE pixels, so a resized marked image has autocorrelation
-    peaks on a lattice with spacing TILE*s. The partly whitened autocorrelation of a
-    central crop takes one FFT; each candidate period on a 0.25 px grid is scored by
-    summing the (bilinearly interpolated) autocorrelation over 12 lattice points, sharp
-    peaks are isolated by subtracting a running median, and the best few (z >=
-    SCALE_Z_MIN) are returned. Sub-pixel precision matters because a period error adds up
-    over the folded tiles. The full detector (pilot, BCH, CRC) decides which, if any, is real.
-    """
+
+def _rectify(luma: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Undo ``matrix`` (canonical -> image, x/y columns): the image and its valid mask."""
     height, width = luma.shape
-    ch, cw = min(height, SCALE_CROP), min(width, SCALE_CROP)
+    sx, sy = float(np.hypot(*matrix[:, 0])), float(np.hypot(*matrix[:, 1]))
+    out_w, out_h = round(width / sx), round(height / sy)
+    if min(out_w, out_h) < DETECT_MIN_SIDE or out_w * out_h > GEOMETRY_MAX_PIXELS:
+        return None
+    centre_in = np.array([(width - 1) / 2, (height - 1) / 2])
+    centre_out = np.array([(out_w - 1) / 2, (out_h - 1) / 2])
+    shift = centre_in - matrix @ centre_out
+    warp = np.hstack([matrix, shift[:, None]]).astype(np.float64)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    image = cv2.warpAffine(luma, warp, (out_w, out_h), flags=flags, borderValue=0.0)
+    ones = np.ones_like(luma, dtype=np.uint8)
+    nearest = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    mask = cv2.warpAffine(ones, warp, (out_w, out_h), flags=nearest, borderValue=0)
+    return image, mask
+
+
+def _inscribed_box(
+    matrix: np.ndarray, shape_in: tuple[int, int], shape_out: tuple[int, ...]
+) -> tuple[float, float, float, float] | None:
+    """The centred upright rectangle whose corners touch the edges of the input canvas as
+    seen in the rectified frame: where the original lies when a rotation kept the whole
+    image on a larger canvas (``expand``), an extent the crop hypotheses do not cover."""
+    height, width = shape_in
+    system = np.abs(matrix)
+    try:
+        half_x, half_y = np.linalg.solve(system, np.array([width / 2, height / 2]))
+    except np.linalg.LinAlgError:
+        return None
+    if half_x <= 8 or half_y <= 8:
+        return None
+    cy, cx = (shape_out[0] - 1) / 2, (shape_out[1] - 1) / 2
+    return (cy - half_y, cx - half_x, cy + half_y, cx + half_x)
+
+
+@dataclass(frozen=True)
+class _Spectrum:
+    """Whitened power spectrum of a central crop: ``fine`` for peaks, ``coarse`` to search."""
+
+    fine: np.ndarray
+    coarse: np.ndarray
+    height: int
+    width: int
+
+
+def _spectrum(luma: np.ndarray) -> _Spectrum | None:
+    """Log of the power spectrum divided by its local mean (natural images' 1/f falls away;
+    the template's spikes stay), over a Hann-windowed central crop of the high-pass."""
+    height, width = luma.shape
+    ch, cw = min(height, GEOMETRY_CROP), min(width, GEOMETRY_CROP)
     top, left = (height - ch) // 2, (width - cw) // 2
-    crop = luma[top : top + ch, left : left + cw]
-    hp = crop - cv2.blur(crop, (9, 9), borderType=cv2.BORDER_REFLECT)
-    acorr = np.fft.irfft2(np.sqrt(np.abs(np.fft.rfft2(hp))), s=hp.shape)
-    periods = np.arange(SCALE_LAGS[0], SCALE_LAGS[1], 0.25)
-    score = np.zeros_like(periods)
-    for i, j in _LATTICE:
-        ys, xs = i * periods, j * periods
-        inside = (np.abs(ys) < ch / 2) & (np.abs(xs) < cw / 2)
-        score += np.where(inside, _bilinear(acorr, ys, xs), 0.0)
-    if not score.any():
-        return []
-    score -= _running_median(score, 41)
-    centre = float(np.median(score))
-    spread = 1.4826 * float(np.median(np.abs(score - centre)))
-    if spread <= 0:
-        return []
-    z = (score - centre) / spread
-    found: list[float] = []
-    for idx in np.argsort(z)[::-1]:
-        if z[idx] < SCALE_Z_MIN or len(found) >= SCALE_CANDIDATES:
-            break
-        period = float(periods[idx])
-        if abs(period / TILE - 1.0) < 0.003 or any(abs(period - f * TILE) < 2 for f in found):
-            continue  # the original scale (already tried) or the same peak again
-        found.append(period / TILE)
-    return found
+    hp = _highpass(luma[top : top + ch, left : left + cw])
+    window = np.outer(np.hanning(ch), np.hanning(cw)).astype(np.float32)
+    power = np.abs(np.fft.rfft2(hp * window)).astype(np.float32) ** 2
+    local = cv2.blur(power, (15, 15), borderType=cv2.BORDER_REFLECT)
+    if not float(local.max()) > 0:
+        return None
+    fine = np.log1p(np.minimum(power / (local + 1e-12), 60.0)).astype(np.float64)
+    coarse = cv2.GaussianBlur(fine.astype(np.float32), (0, 0), 1.5).astype(np.float64)
+    return _Spectrum(fine, coarse, ch, cw)
 
 
-#: Lattice points (in periods) summed by the scale search: both axes, diagonals, doubles.
-_LATTICE = (
-    (1, 0),
-    (0, 1),
-    (1, 1),
-    (1, -1),
-    (2, 0),
-    (0, 2),
-    (2, 1),
-    (1, 2),
-    (2, -1),
-    (1, -2),
-    (2, 2),
-    (2, -2),
-)
+def _lookup(grid: np.ndarray, spec: _Spectrum, freqs: np.ndarray) -> np.ndarray:
+    """Values of an rfft2-shaped map at frequencies ``freqs`` (..., 2: fx, fy cycles/px)."""
+    fx, fy = freqs[..., 0], freqs[..., 1]
+    neg = fx < 0
+    fx, fy = np.where(neg, -fx, fx), np.where(neg, -fy, fy)
+    cols = np.clip(fx * spec.width, 0, grid.shape[1] - 1.001)
+    rows = fy * spec.height
+    return _bilinear(grid, rows, cols)
+
+
+def _grid_search(spec: _Spectrum, freqs: np.ndarray) -> tuple[float, int]:
+    """Index and score of the best candidate: ``freqs`` (M, K, 2) are the template's
+    frequencies under each candidate map; the score is the mean smoothed whitened power
+    at them (nearest bin: the smoothed map varies slowly)."""
+    fx, fy = freqs[..., 0], freqs[..., 1]
+    neg = fx < 0
+    cols = np.rint(np.where(neg, -fx, fx) * spec.width).astype(np.intp)
+    rows = np.rint(np.where(neg, -fy, fy) * spec.height).astype(np.intp) % spec.height
+    np.clip(cols, 0, spec.coarse.shape[1] - 1, out=cols)
+    score = spec.coarse[rows, cols].mean(axis=-1)
+    best = int(np.argmax(score))
+    return float(score[best]), best
+
+
+@lru_cache(maxsize=8)
+def _search_freqs(key: int) -> tuple[tuple[bool, np.ndarray, np.ndarray], ...]:
+    """Per (mirror, grid): the candidate maps and the template frequencies under each."""
+    template = _template(key)[0]
+    out = []
+    for flipped in (False, True):
+        t = template * np.array([-1.0, 1.0]) if flipped else template
+        for grid in _search_grids():
+            freqs = np.einsum("mij,kj->mki", grid, t)
+            freqs.setflags(write=False)
+            out.append((flipped, grid, freqs))
+    return tuple(out)
+
+
+@lru_cache(maxsize=2)
+def _search_grids() -> tuple[np.ndarray, np.ndarray]:
+    """Frequency maps B = A^-T to try: rotation x uniform scale, and x/y scale (aspect)."""
+    scales = np.exp(np.arange(np.log(GEOMETRY_SCALES[0]), np.log(GEOMETRY_SCALES[1]), 0.01))
+    angles = np.radians(np.arange(-GEOMETRY_ANGLE, GEOMETRY_ANGLE + 1e-9, 0.5))
+    c, s = np.cos(angles)[:, None], np.sin(angles)[:, None]
+    inv = 1.0 / scales[None, :]
+    rot = np.stack([np.stack([c * inv, -s * inv], -1), np.stack([s * inv, c * inv], -1)], -2)
+    coarse = np.exp(np.arange(np.log(GEOMETRY_SCALES[0]), np.log(GEOMETRY_SCALES[1]), 0.02))
+    ix, iy = np.meshgrid(1.0 / coarse, 1.0 / coarse, indexing="ij")
+    zero = np.zeros_like(ix)
+    aspect = np.stack([np.stack([ix, zero], -1), np.stack([zero, iy], -1)], -2)
+    out = (rot.reshape(-1, 2, 2), aspect.reshape(-1, 2, 2))
+    for arr in out:
+        arr.setflags(write=False)
+    return out
+
+
+def _refine(spec: _Spectrum, template: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Least-squares B through the sub-bin spectral peaks found near each predicted one."""
+    for _ in range(2):
+        found_t, found_p = [], []
+        for t in template:
+            peak = _spectral_peak(spec, b @ t)
+            if peak is not None:
+                found_t.append(t)
+                found_p.append(peak)
+        if len(found_t) < 6:
+            return b
+        solution, *_ = np.linalg.lstsq(np.array(found_t), np.array(found_p), rcond=None)
+        b = solution.T
+    return b
+
+
+def _spectral_peak(spec: _Spectrum, freq: np.ndarray) -> np.ndarray | None:
+    """The whitened-power maximum within 2 bins of ``freq`` (fx, fy), to a parabola's
+    precision, in the same half-plane as ``freq``; None when no clear spike is there."""
+    sign = -1.0 if freq[0] < 0 else 1.0
+    fx, fy = sign * freq
+    cx, cy = fx * spec.width, fy * spec.height
+    grid = spec.fine
+    rows, cols = grid.shape
+    best, by, bx = -np.inf, 0, 0
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            r, c = round(cy) + dy, round(cx) + dx
+            if 0 <= c < cols and grid[r % rows, c] > best:
+                best, by, bx = float(grid[r % rows, c]), r, c
+    if best < 2.0 or bx < 1 or bx >= cols - 1:
+        return None
+
+    def vertex(left: float, right: float) -> float:
+        denom = left - 2 * best + right
+        return 0.0 if denom >= 0 else float(np.clip(0.5 * (left - right) / denom, -0.5, 0.5))
+
+    ox = vertex(float(grid[by % rows, bx - 1]), float(grid[by % rows, bx + 1]))
+    oy = vertex(float(grid[(by - 1) % rows, bx]), float(grid[(by + 1) % rows, bx]))
+    return sign * np.array([(bx + ox) / spec.width, (by + oy) / spec.height])
+
+
+def _geometry_candidates(luma: np.ndarray, key: int) -> list[np.ndarray]:
+    """Candidate linear maps (canonical -> image) from the sync template, best first.
+
+    The template is a few keyed sinusoids, i.e. spikes in the magnitude spectrum that move
+    with the image: a linear map A sends frequency t to A^-T t. A coarse grid over rotation
+    (+-GEOMETRY_ANGLE degrees), x and y scale, with and without a mirror, scores the
+    smoothed whitened spectrum at the predicted spikes; the best map is then refined by
+    least squares on the sub-bin spike positions. Near-identity maps are dropped (the
+    image was already read as it is).
+    """
+    spec = _spectrum(luma)
+    if spec is None:
+        return []
+    template = _template(key)[0]
+    mirror = np.diag([-1.0, 1.0])
+    scored = []
+    for flipped, grid, freqs in _search_freqs(key):
+        score, best = _grid_search(spec, freqs)
+        scored.append((score, flipped, grid[best]))
+    scored.sort(key=lambda item: item[0], reverse=True)
+    out: list[np.ndarray] = []
+    for _, flipped, b in scored[:GEOMETRY_CANDIDATES]:
+        fine_b = _refine(spec, template @ mirror if flipped else template, b)
+        matrix = np.linalg.inv(fine_b).T @ (mirror if flipped else np.eye(2))
+        if any(np.abs(matrix - other).max() < 3e-3 for other in out):
+            continue
+        if np.abs(matrix - np.eye(2)).max() < 1e-3:
+            continue
+        out.append(matrix)
+    return out
 
 
 def _bilinear(grid: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Values of a periodic 2-D array at fractional positions (wrapping around)."""
+    """Values of a 2-D array at fractional positions (rows wrap around)."""
     h, w = grid.shape
     yf, xf = np.mod(ys, h), np.mod(xs, w)
     y0, x0 = np.floor(yf).astype(np.intp), np.floor(xf).astype(np.intp)
@@ -642,34 +1239,3 @@ def _bilinear(grid: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         + grid[y0, x1] * (1 - dy) * dx
         + grid[y1, x1] * dy * dx
     )
-
-
-def _running_median(values: np.ndarray, window: int) -> np.ndarray:
-    """Median over a sliding window (edges padded by reflection)."""
-    pad = window // 2
-    padded = np.pad(values, pad, mode="reflect")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, window)
-    return np.median(windows, axis=1)
-
-
-def _detect_at_scale(rgb: np.ndarray, key: int) -> WatermarkResult:
-    """Detection at the image's own pixel scale (see the module docstring)."""
-    car = _carrier(key)
-    phase = _phase_spectrum(_fold(_luma(rgb)))
-    peaks, z = _pilot_peaks(phase, car)
-    if z < PILOT_Z_MIN:
-        return WatermarkResult(False, None, 0.0, sync_z=z, reason="no synchronisation pilot")
-    for offset in peaks:
-        decoded = _chase_decode(_soft_bits(phase, offset, car), key)
-        if decoded is not None:
-            payload, errors = decoded
-            confidence = 1.0 - 0.5 * min(errors, BCH_T + 1) / (BCH_T + 1)
-            return WatermarkResult(
-                True,
-                payload,
-                confidence,
-                bit_errors=errors,
-                sync_z=z,
-                offset=((-offset[0]) % TILE, (-offset[1]) % TILE),
-            )
-    return WatermarkResult(False, None, 0.0, sync_z=z, reason="payload failed error check")

@@ -124,6 +124,20 @@ class Gateway:
             self.store.close()
 
 
+def _watermark_section(config: GatewayConfig) -> Any:
+    """The watermark section with its key resolved: ``watermark.key``, else the operator
+    key ($GENGUARD_WATERMARK_KEY, else ``<store.data_dir>/watermark.key``, created 0600 on
+    first use). Marks are never made with a key that ships with the code."""
+    section = config.watermark
+    if not section.enabled or section.key is not None:
+        return section
+    try:
+        from genguard.provenance.watermark import operator_key
+    except ImportError:  # watermark_settings logs that watermarking is off
+        return section
+    return section.model_copy(update={"key": operator_key(config.store.data_dir)})
+
+
 def build_gateway(
     config: GatewayConfig,
     *,
@@ -160,7 +174,7 @@ def build_gateway(
         threads=config.detectors.threads,
         guards=guards,
         store=store,
-        watermark=watermark_settings(config.watermark),
+        watermark=watermark_settings(_watermark_section(config)),
     )
     server = config.server
     return Gateway(

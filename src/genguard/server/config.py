@@ -30,6 +30,7 @@ Example ``genguard.toml``::
     [watermark]
     enabled = true
     payload = "my-service"
+    # key = 0x...    # secret; else GENGUARD_WATERMARK_KEY, else <data_dir>/watermark.key
 
     [review]
     admin_token = "..."                                 # or GENGUARD_ADMIN_TOKEN
@@ -185,8 +186,10 @@ class WatermarkSection(_Section):
     enabled: bool = False
     #: 32-bit payload: an integer, or a text hashed to 32 bits.
     payload: int | str = 0
-    key: int | None = None
-    strength: float = Field(default=2.0, gt=0, le=20)
+    #: Secret key; None: $GENGUARD_WATERMARK_KEY, else a per-install key created 0600 in
+    #: ``store.data_dir/watermark.key`` on first use (never a built-in key).
+    key: int | None = Field(default=None, gt=0, lt=2**64)
+    strength: float = Field(default=2.3, gt=0, le=20)
 
 
 class ReviewSection(_Section):
