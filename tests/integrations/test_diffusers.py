@@ -125,6 +125,27 @@ def test_checker_call_and_return_shapes_match_diffusers_own(form: str) -> None:
             assert np.array_equal(np.asarray(ours), np.asarray(images))
 
 
+def test_nan_and_inf_images_are_judged_as_shown_without_warnings() -> None:
+    """An fp16 VAE overflow gives NaN pixels: judged as the black they display as, with
+    the same verdict on every platform, and flagged ones still censored."""
+    import warnings
+
+    images = np.full((3, 64, 64, 3), 0.5, dtype=np.float32)
+    images[0] = np.nan  # all NaN
+    images[1, :32] = np.nan  # half NaN
+    images[2, :, :8] = np.inf
+    for category in (None, "nudity"):
+        checker = GuardSafetyChecker(_guard(category))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "invalid value encountered in cast"
+            out, flags = checker(images=images.copy(), clip_input=torch.zeros((3, 3, 32, 32)))
+        assert flags == [category is not None] * 3
+        expected = Action.CENSOR if category else Action.ALLOW
+        assert [d.action for d in checker.last_decisions] == [expected] * 3
+        if category:  # censored output is finite: what is published is what was judged
+            assert np.isfinite(out).all()
+
+
 def _reference(pipe: Any, **kwargs: Any) -> np.ndarray:
     return np.asarray(_run(pipe, output_type="np", **kwargs).images)
 

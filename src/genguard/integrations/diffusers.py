@@ -73,7 +73,11 @@ def _is_tensor(value: Any) -> bool:
 
 
 def _float_to_uint8(array: np.ndarray) -> np.ndarray:
-    return np.asarray(np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    """Float pixels in [0, 1] as uint8. NaN (an fp16 VAE overflow) is judged as black and
+    infinities as the nearest end: what diffusers' own ``numpy_to_pil`` ends up showing,
+    made explicit so the result does not depend on the platform's NaN cast."""
+    finite = np.nan_to_num(array, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.asarray(np.clip(finite, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
 def _one_to_uint8(image: Any, low: float) -> np.ndarray:
