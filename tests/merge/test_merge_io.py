@@ -157,6 +157,14 @@ def _entry(shape, offsets=(0, 16), dtype="F32") -> dict:
         ({"w": _entry([4], (0, 16, 32))}, r"'w'.*data_offsets"),
         ({"a": _entry([4]), "b": _entry([2], (8, 16))}, r"'[ab]' and '[ab]' have overlapping"),
         ({"a": _entry([2], (8, 16)), "b": _entry([4])}, r"'[ab]' and '[ab]' have overlapping"),
+        ({"a": _entry([2], (0, 8)), "b": _entry([1], (12, 16))}, r"4 bytes between .* no tensor"),
+        ({"w": _entry([2], (0, 8))}, r"8 bytes after the last tensor"),
+        ({"w": _entry([2], (8, 16))}, r"8 bytes before the first tensor"),
+        (
+            b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, '
+            b'"w": {"dtype": "I32", "shape": [4], "data_offsets": [0, 16]}}',
+            r"names 'w' twice",
+        ),
         ({"__metadata__": ["x"], "w": _entry([4])}, r"__metadata__.*object"),
         ({"__metadata__": "x", "w": _entry([4])}, r"__metadata__.*object"),
         ({"__metadata__": {"n": 1}, "w": _entry([4])}, r"__metadata__.*'n'.*string"),

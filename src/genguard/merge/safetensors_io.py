@@ -140,6 +140,21 @@ def _describe_non_safetensors(head: bytes, path: Path) -> str:
     )
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key written twice (json keeps the last one silently, so
+    two readers of one file could see different tensors)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
 class SafetensorsReader:
     """Random access to the tensors of one safetensors file, one tensor at a time."""
 
@@ -163,7 +178,11 @@ class SafetensorsReader:
         if n == 0 or n > _MAX_HEADER_BYTES or n + 8 > size:
             raise SafetensorsFormatError(_describe_non_safetensors(head, self.path))
         try:
-            header = json.loads(self._file.read(n))
+            header = json.loads(self._file.read(n), object_pairs_hook=_no_duplicate_keys)
+        except _DuplicateKey as exc:
+            raise SafetensorsFormatError(
+                f"{self.path}: the header names {exc.args[0]!r} twice (which one is meant?)"
+            ) from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             msg = _describe_non_safetensors(head, self.path)
             raise SafetensorsFormatError(msg) from exc
@@ -178,7 +197,7 @@ class SafetensorsReader:
         tensors: dict[str, TensorInfo] = {}
         for key, entry in header.items():
             tensors[key] = self._parse_entry(key, entry, data_start, size)
-        self._check_overlaps(tensors)
+        self._check_layout(tensors, size - data_start)
         return tensors, metadata
 
     def _parse_metadata(self, metadata: Any) -> dict[str, str]:
@@ -197,14 +216,33 @@ class SafetensorsReader:
                 )
         return dict(metadata)
 
-    def _check_overlaps(self, tensors: dict[str, TensorInfo]) -> None:
-        """Each byte of the data section belongs to at most one tensor."""
+    def _check_layout(self, tensors: dict[str, TensorInfo], data_bytes: int) -> None:
+        """The tensors tile the data section exactly, as the reference library requires:
+        no byte shared by two tensors, no hole between them (bytes no tensor accounts
+        for could hide anything), nothing after the last one."""
         spans = sorted((i.begin, i.end, k) for k, i in tensors.items() if i.end > i.begin)
         for (_, prev_end, prev), (begin, _, key) in itertools.pairwise(spans):
             if begin < prev_end:
                 raise SafetensorsFormatError(
                     f"{self.path}: tensors {prev!r} and {key!r} have overlapping data_offsets"
                 )
+            if begin > prev_end:
+                raise SafetensorsFormatError(
+                    f"{self.path}: {begin - prev_end} bytes between tensors {prev!r} and "
+                    f"{key!r} belong to no tensor"
+                )
+        data_start = self.path.stat().st_size - data_bytes
+        first = spans[0][0] - data_start if spans else 0
+        used_end = spans[-1][1] - data_start if spans else 0
+        if first > 0:
+            raise SafetensorsFormatError(
+                f"{self.path}: {first} bytes before the first tensor belong to no tensor"
+            )
+        if used_end != data_bytes:
+            raise SafetensorsFormatError(
+                f"{self.path}: {data_bytes - used_end} bytes after the last tensor belong "
+                "to no tensor"
+            )
 
     def _parse_entry(self, key: str, entry: Any, data_start: int, size: int) -> TensorInfo:
         try:
