@@ -115,7 +115,8 @@ SLOW_MODULES = (
     "tests/test_detectors_guard.py",
     "tests/integrations/test_diffusers.py",
     "tests/integrations/test_comfyui_nodes.py",
-    "tests/faces/test_matching.py",
+    "tests/faces/",
+    "tests/watch/test_watch_cli.py",
 )
 #: Fixtures that load models or start services: a test using one is slow wherever it is.
 SLOW_FIXTURES = frozenset({"real_guard", "postgres_url", "redis_url", "live_server", "browser"})

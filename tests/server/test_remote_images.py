@@ -73,7 +73,7 @@ class _QuietServer(ThreadingHTTPServer):
 def image_host() -> Iterator[str]:
     server = _QuietServer(("127.0.0.1", 0), _ImageHost)
     _ImageHost.fetched = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -88,6 +88,7 @@ def test_block_moves_the_original_to_quarantine(setup: Setup) -> None:
     assert [p.read_bytes() for p in quarantined(setup)] == [data]
 
 
+@pytest.mark.slow  # waits out real settle times and timeouts (~1.5 s)
 def test_partially_written_file_is_judged_once_complete(setup: Setup) -> None:
     data = png(seed=3, side=160)
     path = setup.root / "slow.png"
@@ -104,6 +105,7 @@ def test_partially_written_file_is_judged_once_complete(setup: Setup) -> None:
     assert rows[0]["action"] == "allow" and rows[0]["sha256"] == sha(data)
 
 
+@pytest.mark.slow  # waits out real settle times and timeouts (~1.5 s)
 def test_writer_that_closes_and_reopens_is_not_judged_half_written(setup: Setup) -> None:
     data = png(seed=4, side=160)
     path = setup.root / "twice.png"
@@ -118,6 +120,7 @@ def test_writer_that_closes_and_reopens_is_not_judged_half_written(setup: Setup)
     assert rows[0]["error_code"] is None and rows[0]["sha256"] == sha(data)
 
 
+@pytest.mark.slow  # waits out real settle times and timeouts (~1.5 s)
 def test_file_still_incomplete_after_timeout_is_one_error_row(setup: Setup) -> None:
     data = png(seed=5, side=160)
     path = setup.root / "stuck.png"
@@ -287,6 +290,7 @@ def test_stop_returns_promptly(setup: Setup) -> None:
     assert wait_for(lambda: setup.log.exists())
 
 
+@pytest.mark.slow  # waits out real settle times and timeouts (~1.5 s)
 def test_rescan_catches_a_file_whose_events_were_lost(
     setup: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
