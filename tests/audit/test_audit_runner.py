@@ -144,6 +144,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
         model_labels(["a", "b"], ["only-one"])
 
 
+@pytest.mark.slow  # imports torch (~3 s)
 def test_out_of_memory_becomes_a_clear_error() -> None:
     """A device OOM names what to lower instead of surfacing a CUDA traceback."""
     torch = pytest.importorskip("torch")

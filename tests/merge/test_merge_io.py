@@ -85,6 +85,7 @@ def test_bf16_known_values() -> None:
     assert np.isnan(bf16_to_f32(f32_to_bf16(np.array([np.nan], np.float32))))[0]
 
 
+@pytest.mark.slow  # imports torch (~3 s)
 def test_bf16_files_agree_with_torch(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     from safetensors.torch import load_file as torch_load

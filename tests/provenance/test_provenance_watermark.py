@@ -120,6 +120,7 @@ def _unmarked_images() -> list[np.ndarray]:
     return images
 
 
+@pytest.mark.slow  # geometry search on many images (~2 s)
 def test_unmarked_images_are_not_found() -> None:
     for image in _unmarked_images():
         result = wm.detect_watermark(image)

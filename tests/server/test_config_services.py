@@ -81,6 +81,7 @@ def test_config_objects_are_frozen() -> None:
         config.server.port = 1  # type: ignore[misc]
 
 
+@pytest.mark.slow  # builds the persons index (~4 s)
 def test_prompt_analysers_are_shared_and_know_the_stores_persons(tmp_path: Path) -> None:
     pytest.importorskip("genguard.text.analyser")
     from genguard.store import open_store

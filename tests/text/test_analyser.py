@@ -120,6 +120,7 @@ def test_analyse_many_keeps_order_and_isolates_bad_prompts(analyser: PromptAnaly
     assert results[4].categories["minor"] == 1.0  # type: ignore[union-attr]
 
 
+@pytest.mark.slow  # a fresh interpreter (~4 s)
 def test_semantic_false_does_not_import_the_model_stack() -> None:
     """A fresh interpreter: building and using a lexical analyser loads no model code."""
     code = (
