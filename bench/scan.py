@@ -251,17 +251,6 @@ SKIMAGE_SAMPLES = (
 PERTURBATIONS = ("jpeg", "resize", "noise", "crop")
 
 
-def load_benign_art() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("benign_art", HERE / "benign_art.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["benign_art"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def as_rgb(image: np.ndarray) -> np.ndarray:
     """Grey, binary or RGBA sample arrays as HxWx3 uint8."""
     array = np.asarray(image)
@@ -298,7 +287,9 @@ def agreement_set(count: int, seed: int = 20261201) -> list[tuple[str, np.ndarra
     """Benign art (half dev, half heldout), skimage samples, and two perturbations of each."""
     import skimage.data
 
-    art = load_benign_art()
+    from benign_fp import load_art  # bench/ is on sys.path when a bench runs
+
+    art = load_art()
     base = [(f"art/{n}", rgb) for n, _, rgb in art.generate(count // 2, seed, 512, "dev")]
     heldout = art.generate(count - count // 2, seed, 512, "heldout")
     base += [(f"art/{n}", rgb) for n, _, rgb in heldout]

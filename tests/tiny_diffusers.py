@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import string
 from pathlib import Path
+from typing import Any
 
 
 def _tokenizer_files(folder: Path) -> tuple[Path, Path]:
@@ -26,34 +27,54 @@ def _tokenizer_files(folder: Path) -> tuple[Path, Path]:
     return vocab_path, merges_path
 
 
+def _tokenizer_and_text_config(folder: Path) -> tuple[Any, Any]:
+    """The character-level CLIP tokenizer and a 2-layer, 32-wide text-encoder config."""
+    from transformers import CLIPTextConfig, CLIPTokenizer
+
+    vocab_path, merges_path = _tokenizer_files(folder / "tokenizer-src")
+    tokenizer = CLIPTokenizer(str(vocab_path), str(merges_path), model_max_length=77)
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        projection_dim=32,
+    )
+    return tokenizer, config
+
+
+def _tiny_vae() -> Any:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(32, 64),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=32,
+    )
+
+
 def build_tiny_pipeline(folder: Path) -> Path:
     """Build, save with ``save_pretrained`` and return the pipeline folder."""
     import torch
     from diffusers import (
-        AutoencoderKL,
         DDIMScheduler,
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel
 
     torch.manual_seed(0)
-    vocab_path, merges_path = _tokenizer_files(folder / "tokenizer-src")
-    tokenizer = CLIPTokenizer(str(vocab_path), str(merges_path), model_max_length=77)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            projection_dim=32,
-        )
-    )
+    tokenizer, config = _tokenizer_and_text_config(folder)
+    text_encoder = CLIPTextModel(config)
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=1,
@@ -65,15 +86,7 @@ def build_tiny_pipeline(folder: Path) -> Path:
         cross_attention_dim=32,
         norm_num_groups=32,
     )
-    vae = AutoencoderKL(
-        block_out_channels=(32, 64),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=32,
-    )
+    vae = _tiny_vae()
     scheduler = DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -101,33 +114,17 @@ def build_tiny_sdxl_pipeline(folder: Path) -> Path:
     slot), after the dummy components of diffusers' own SDXL tests; saved and returned."""
     import torch
     from diffusers import (
-        AutoencoderKL,
         EulerDiscreteScheduler,
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
     from transformers import (
-        CLIPTextConfig,
         CLIPTextModel,
         CLIPTextModelWithProjection,
-        CLIPTokenizer,
     )
 
     torch.manual_seed(0)
-    vocab_path, merges_path = _tokenizer_files(folder / "tokenizer-src")
-    tokenizer = CLIPTokenizer(str(vocab_path), str(merges_path), model_max_length=77)
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-        projection_dim=32,
-    )
+    tokenizer, config = _tokenizer_and_text_config(folder)
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=1,
@@ -145,15 +142,7 @@ def build_tiny_sdxl_pipeline(folder: Path) -> Path:
         cross_attention_dim=64,  # both encoders' hidden states, concatenated
         norm_num_groups=32,
     )
-    vae = AutoencoderKL(
-        block_out_channels=(32, 64),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=32,
-    )
+    vae = _tiny_vae()
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,

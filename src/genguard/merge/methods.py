@@ -471,8 +471,15 @@ def ties(ctx: TensorContext) -> np.ndarray:
         magnitude_trim(d, p["density"], inplace=True)
         for d, p in zip(task_vectors(ctx), ctx.model_params, strict=True)
     ]
+    return _elect_onto_base(ctx, trimmed)
+
+
+def _elect_onto_base(ctx: TensorContext, deltas: list[np.ndarray]) -> np.ndarray:
+    """The TIES family's last steps, shared by ties, dare_ties, della and breadcrumbs_ties:
+    sign election and disjoint mean over the sparsified ``deltas`` (consumed in place),
+    then onto the base."""
     weights = [p["weight"] for p in ctx.model_params]
-    merged = sign_consensus_mean(trimmed, weights, bool(ctx.params["normalize"]), inplace=True)
+    merged = sign_consensus_mean(deltas, weights, bool(ctx.params["normalize"]), inplace=True)
     return _onto_base(ctx, merged)
 
 
@@ -529,11 +536,7 @@ def dare_linear(ctx: TensorContext) -> np.ndarray:
 )
 def dare_ties(ctx: TensorContext) -> np.ndarray:
     """DARE sparsification followed by TIES' sign consensus."""
-    weights = [p["weight"] for p in ctx.model_params]
-    merged = sign_consensus_mean(
-        _dare_deltas(ctx), weights, bool(ctx.params["normalize"]), inplace=True
-    )
-    return _onto_base(ctx, merged)
+    return _elect_onto_base(ctx, _dare_deltas(ctx))
 
 
 # --- model stock (Jang et al. 2024) -----------------------------------------------------
@@ -792,11 +795,7 @@ def _della_deltas(ctx: TensorContext) -> list[np.ndarray]:
 )
 def della(ctx: TensorContext) -> np.ndarray:
     """DELLA-merging (Deep et al. 2024, arXiv:2406.11617) with TIES' sign consensus."""
-    weights = [p["weight"] for p in ctx.model_params]
-    merged = sign_consensus_mean(
-        _della_deltas(ctx), weights, bool(ctx.params["normalize"]), inplace=True
-    )
-    return _onto_base(ctx, merged)
+    return _elect_onto_base(ctx, _della_deltas(ctx))
 
 
 @register_merge_method(
@@ -850,8 +849,4 @@ def breadcrumbs(ctx: TensorContext) -> np.ndarray:
 )
 def breadcrumbs_ties(ctx: TensorContext) -> np.ndarray:
     """Breadcrumbs' mask with TIES' sign consensus (mergekit: ``normalize`` off by default)."""
-    weights = [p["weight"] for p in ctx.model_params]
-    merged = sign_consensus_mean(
-        _breadcrumb_deltas(ctx), weights, bool(ctx.params["normalize"]), inplace=True
-    )
-    return _onto_base(ctx, merged)
+    return _elect_onto_base(ctx, _breadcrumb_deltas(ctx))
