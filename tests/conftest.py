@@ -232,3 +232,21 @@ def comfyui() -> Iterator[Peer]:
     peer.routes[("GET", "/view")] = view
     yield peer
     peer.close()
+
+
+@pytest.fixture
+def private_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private working directory and cache: the default database is the test's own."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GENGUARD_STORE", raising=False)
+    monkeypatch.setenv("GENGUARD_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``genguard ARGS`` in-process: (exit code, stdout, stderr with wrapping undone)."""
+    from genguard.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, " ".join(err.split())  # rich wraps long error lines

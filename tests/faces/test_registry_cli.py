@@ -11,24 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genguard.cli import main
 from genguard.faces.reference import REFERENCE_SIDE, reference_face
 from genguard.faces.registry import load_index_from, store_has_faces, with_face_backend
+from tests.conftest import run_cli as run
 from tests.faces import samples
 
-
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A private working directory: the default database is the test's own."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("GENGUARD_STORE", raising=False)
-    monkeypatch.setenv("GENGUARD_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())
+pytestmark = pytest.mark.usefixtures("private_cwd")
 
 
 def face_rows(db: Path) -> int:

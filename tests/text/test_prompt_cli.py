@@ -7,21 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from genguard.cli import main
+from tests.conftest import run_cli as run
 
-
-@pytest.fixture(autouse=True)
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test gets its own working directory, so the default database is private."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("GENGUARD_STORE", raising=False)
-    monkeypatch.setenv("GENGUARD_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())  # rich wraps long error lines
+pytestmark = pytest.mark.usefixtures("private_cwd")
 
 
 def test_benign_prompt_is_allowed(capsys) -> None:
