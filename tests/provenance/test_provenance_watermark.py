@@ -221,3 +221,16 @@ def test_concurrent_calls_agree(marked: dict[str, np.ndarray]) -> None:
     for t in threads:
         t.join()
     assert sorted(results) == list(range(6))  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize("shape", [(1030, 700, 3), (300, 257, 3)])
+def test_mark_is_added_to_every_channel_and_clipped_exactly(shape: tuple[int, int, int]) -> None:
+    """The saturating uint8 add/subtract equals rint(mark) added in int and clipped, on
+    non-contiguous input and sizes that are not multiples of the field."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (shape[0], shape[1] + 5, 3), dtype=np.uint8)[:, 5:]
+    tile = (rng.standard_normal((wm.FIELD, wm.FIELD)) * 60).astype(np.float32)
+    reps = (-(-shape[0] // wm.FIELD), -(-shape[1] // wm.FIELD))
+    mark = np.tile(np.rint(tile).astype(np.int32), reps)[: shape[0], : shape[1], None]
+    expected = np.clip(rgb.astype(np.int32) + mark, 0, 255).astype(np.uint8)
+    assert np.array_equal(wm._apply(rgb, tile), expected)

@@ -182,3 +182,39 @@ def test_unmarked_geometry_candidates_never_read() -> None:
     ):
         result = wm.detect_watermark(image, key=KEY)
         assert not result.found and result.payload is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", ["rotate 3", "kept 0.75x", "stretch x1.2"])
+def test_busy_512px_texture_survives_geometry(attack: str) -> None:
+    """Coins at 512 px: the template's spikes barely clear the texture's own spectrum, so
+    the spectral estimate alone was off by ~0.5 degree / 1% and the read failed."""
+    edits = {
+        "rotate 3": lambda x: rotate(x, 3.0, expand=False),
+        "kept 0.75x": lambda x: cv2.resize(x, (384, 303), interpolation=cv2.INTER_AREA),
+        "stretch x1.2": lambda x: cv2.resize(x, (614, 404), interpolation=cv2.INTER_CUBIC),
+    }
+    coins = rgb_photo("coins")  # 303 x 384, brought to 404 x 512
+    coins = cv2.resize(coins, (512, 404), interpolation=cv2.INTER_CUBIC)
+    marked = wm.embed_watermark(coins, PAYLOAD, key=KEY)
+    result = wm.detect_watermark(edits[attack](marked), key=KEY)
+    assert result.found and result.payload == PAYLOAD, result
+
+
+def test_climb_sharpens_an_imprecise_geometry() -> None:
+    """A map 0.4 degree and 0.8% off loses the pilot's upper rings; coordinate ascent on
+    the pilot's z-score brings it back within the read's tolerance."""
+    marked = wm.embed_watermark(square(rgb_photo("chelsea")), PAYLOAD, key=KEY)
+    luma = wm._luma(rotate(marked, 4.0, expand=False))
+    theta = np.radians(4.0)
+    truth = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]])
+    off = np.radians(0.4)
+    wrong = truth @ np.array([[np.cos(off), -np.sin(off)], [np.sin(off), np.cos(off)]])
+    wrong = wrong @ np.diag([1.008, 0.995])
+    start_z, flip = wm._pilot_strength(luma, wrong, KEY, wm._FLIPS)
+    assert flip is not None
+    climbed = wm._climb(luma, wrong, KEY, flip, start_z)
+    end_z, _ = wm._pilot_strength(luma, climbed, KEY, (flip,))
+    assert end_z > start_z + 3.0
+    assert np.abs(climbed - truth).max() < np.abs(wrong - truth).max() / 2
+    assert wm._read_rectified(luma, climbed, KEY).payload == PAYLOAD
