@@ -230,3 +230,25 @@ def test_unlimited_keys_get_no_rate_headers(harness: Harness) -> None:
     bad = harness.client.post("/v1/moderate/prompt", headers=auth(key), json={"prompt": " "})
     assert ok.status_code == 200 and bad.status_code == 422
     assert "x-ratelimit-remaining" not in ok.headers and "x-ratelimit-remaining" not in bad.headers
+
+
+def test_refunds_are_metered_so_corrupt_files_cannot_outrun_the_rate(harness: Harness) -> None:
+    """Refused content is refunded up to the key's rate; past that it stays charged, so a
+    key sending only corrupt images gets at most twice its rate of decodes."""
+    key = harness.key("fuzzer", rate="3/hour")
+    corrupt = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+    statuses, left = [], []
+    for _ in range(8):
+        response = harness.client.post("/v1/moderate/image", headers=auth(key), content=corrupt)
+        statuses.append(response.status_code)
+        left.append(response.headers.get("x-ratelimit-remaining"))
+    # 3 refunded (bucket stays full), then 3 charged, then 429s.
+    assert [s for s in statuses if s != 429] == statuses[:6], statuses
+    assert all(400 <= s < 500 and s != 429 for s in statuses[:6]), statuses
+    assert statuses[6:] == [429, 429], statuses
+    assert left[:3] == ["3", "3", "3"] and left[3:6] == ["2", "1", "0"], left
+    assert "genguard_refunds_denied_total 3.0" in harness.client.get("/metrics").text
+    # The allowance is per key: another key's refunds are untouched.
+    other = harness.key("careful", rate="3/hour")
+    response = harness.client.post("/v1/moderate/image", headers=auth(other), content=corrupt)
+    assert 400 <= response.status_code < 500 and remaining(response) == 3

@@ -11,10 +11,10 @@ Routes::
 Requests carry ``Authorization: Bearer <key>``; the key decides the policy and the rate
 limit. A request is authenticated (401), then its body is read and validated, and only
 then charged: 1 token per moderation, ``n`` per generation; content the work refuses
-(a corrupt image, an empty prompt) is refunded. A moderation *verdict* (allow, censor,
-review, block) is always a 200 with the Decision: only requests that cannot be processed
-are errors, with the JSON body ``{"error": {"code", "message"}}`` and a 4xx (client) or
-5xx (gateway) status.
+(a corrupt image, an empty prompt) is refunded, up to the key's rate in refunds. A
+moderation *verdict* (allow, censor, review, block) is always a 200 with the Decision:
+only requests that cannot be processed are errors, with the JSON body
+``{"error": {"code", "message"}}`` and a 4xx (client) or 5xx (gateway) status.
 """
 
 from __future__ import annotations
@@ -489,9 +489,12 @@ async def run_charged(
     """Charge ``cost``, run ``fn`` on the job runner; refund when the content is refused.
 
     A ContentError (corrupt image, too many pixels, empty prompt) is a 4xx the client
-    can fix, so it costs nothing; gateway-side failures (503, 504, 502) stay charged,
-    which keeps retries against a failing backend paced by the key's rate. ``prepare``
-    (fetching remote inputs) runs after the charge, so fetches are paced the same way.
+    can fix, so it costs nothing, up to the key's rate in refunds (a second bucket,
+    :func:`refund_bucket`): refused content still costs the gateway a decode, so a key
+    that sends nothing but corrupt files runs at most twice its rate, not unbounded.
+    Gateway-side failures (503, 504, 502) stay charged, which keeps retries against a
+    failing backend paced by the key's rate. ``prepare`` (fetching remote inputs) runs
+    after the charge, so fetches are paced the same way.
     """
     await charge(request, response, key, cost)
     gateway = gateway_of(request)
@@ -500,10 +503,21 @@ async def run_charged(
     try:
         return await gateway.runner.run(fn, *args, job_id=request.state.request_id, tenant=key.name)
     except ContentError:
-        request.state.rate_limit = await _limiter_call(
-            gateway, refund, gateway.limiter, key.name, key.rate, cost
+        allowance = await _limiter_call(
+            gateway, gateway.limiter.hit, refund_bucket(key.name), key.rate, cost
         )
+        if allowance.allowed:
+            request.state.rate_limit = await _limiter_call(
+                gateway, refund, gateway.limiter, key.name, key.rate, cost
+            )
+        else:
+            gateway.metrics.refunds_denied.inc()
         raise
+
+
+def refund_bucket(key_name: str) -> str:
+    """The bucket that meters a key's refunds (":" is never part of a key name)."""
+    return f"refunds:{key_name}"
 
 
 def _caller(request: Request, key: ApiKey) -> Caller:

@@ -56,6 +56,11 @@ class GatewayMetrics:
             "Requests refused by the rate limiter.",
             registry=self.registry,
         )
+        self.refunds_denied = Counter(
+            "genguard_refunds_denied_total",
+            "Refused-content requests left charged: the key used up its refunds.",
+            registry=self.registry,
+        )
         self.store_errors = Counter(
             "genguard_store_errors_total",
             "Requests answered 503 store_unavailable, by reason (read_only, file_missing...).",
