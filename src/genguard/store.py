@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     text,
 )
 from sqlalchemy.exc import (
@@ -306,9 +307,50 @@ def open_store(url_or_path: str | Path | None = None) -> Store:
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
         Base.metadata.create_all(engine)
-    except OperationalError as exc:
+        _add_missing_columns(engine)
+    except (OperationalError, ConfigError) as exc:
+        engine.dispose()
+        if isinstance(exc, ConfigError):
+            raise
         raise ConfigError(f"cannot open database {url_or_path!r}: {exc.orig}") from exc
     return Store(engine, path)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring tables made by an older genguard up to date, in place.
+
+    ``create_all`` makes missing tables but never touches existing ones, so a column added
+    in a release (always nullable, for this reason) would break every query on a database
+    from before it. Each such column is added with ``ALTER TABLE ... ADD COLUMN`` (SQLite
+    and PostgreSQL both do this without rewriting the table), with its indexes; a missing
+    column that is not nullable cannot be filled in, and says so.
+    """
+    inspector = inspect(engine)
+    existing_tables = set(inspector.get_table_names())
+    quote = engine.dialect.identifier_preparer.quote
+    for table in Base.metadata.sorted_tables:
+        if table.name not in existing_tables:
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [column for column in table.columns if column.name not in present]
+        if not missing:
+            continue
+        with engine.begin() as connection:
+            for column in missing:
+                if not column.nullable:
+                    raise ConfigError(
+                        f"table {table.name} lacks column {column.name}, which cannot be added "
+                        "in place; back up the database and recreate it"
+                    )
+                kind = column.type.compile(dialect=engine.dialect)
+                connection.execute(
+                    text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {kind}")
+                )
+                log.info("database upgraded: added %s.%s", table.name, column.name)
+        names = {column.name for column in missing}
+        for index in table.indexes:
+            if names & {column.name for column in index.columns}:
+                index.create(engine, checkfirst=True)
 
 
 class FaceEmbeddingRow(Base):

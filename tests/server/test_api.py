@@ -282,3 +282,27 @@ def test_a_bug_is_a_json_500_without_details(harness: Harness, monkeypatch) -> N
     assert error["code"] == "internal" and "secret" not in error["message"]
     assert response.headers["x-request-id"] in error["message"]
     assert response.headers["x-client-request-id"] == "client-trace-1"
+
+
+def test_the_clients_request_id_is_kept_in_the_audit_row(harness: Harness) -> None:
+    """An operator handed the id from a client's logs finds the decision (one per tenant
+    that used it); an id the gateway would not echo is not stored either."""
+    keys = harness.key("tenant-c"), harness.key("tenant-d")
+    for key in keys:
+        response = harness.client.post(
+            "/v1/moderate/prompt",
+            headers={**auth(key), "X-Request-ID": "support-ticket-4711"},
+            json={"prompt": "a lighthouse"},
+        )
+        assert response.status_code == 200, response.text
+    found = harness.gateway.audit.recent(client_request_id="support-ticket-4711")
+    assert sorted(r.key_name for r in found) == ["tenant-c", "tenant-d"]
+    assert {r.client_request_id for r in found} == {"support-ticket-4711"}
+    assert len({r.request_id for r in found}) == 2
+    bad = harness.client.post(
+        "/v1/moderate/prompt",
+        headers={**auth(keys[0]), "X-Request-ID": "<script>"},
+        json={"prompt": "a lighthouse"},
+    )
+    row = harness.gateway.audit.recent(request_id=bad.headers["x-request-id"])[0]
+    assert row.client_request_id is None

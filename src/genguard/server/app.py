@@ -521,7 +521,8 @@ def refund_bucket(key_name: str) -> str:
 
 
 def _caller(request: Request, key: ApiKey) -> Caller:
-    return Caller(key.name, key.policy, request.state.request_id)
+    client_id = getattr(request.state, "client_request_id", None)
+    return Caller(key.name, key.policy, request.state.request_id, client_id)
 
 
 async def read_json(request: Request, model: type[B]) -> B:

@@ -115,6 +115,7 @@ class AuditEntry:
     pdq: str | None = None
     content: bytes | None = None
     media_type: str = "application/octet-stream"
+    client_request_id: str | None = None
 
 
 @dataclass
@@ -140,12 +141,14 @@ class AuditRecord:
     reviewed_at: datetime | None
     review_note: str | None
     has_content: bool
+    client_request_id: str | None = None
 
 
 def _to_record(row: AuditRow, has_content: bool) -> AuditRecord:
     return AuditRecord(
         id=row.id,
         request_id=row.request_id,
+        client_request_id=row.client_request_id,
         created_at=aware(row.created_at) or utcnow(),
         key_name=row.key_name,
         route=row.route,
@@ -219,6 +222,7 @@ class AuditLog:
         data = minimised(decision.to_dict())
         return AuditRow(
             request_id=entry.request_id,
+            client_request_id=entry.client_request_id,
             key_name=entry.key_name,
             route=entry.route,
             kind=decision.kind,
@@ -240,11 +244,19 @@ class AuditLog:
                 return None
             return _to_record(row, session.get(StoredContentRow, audit_id) is not None)
 
-    def recent(self, limit: int = 100, request_id: str | None = None) -> list[AuditRecord]:
-        """Newest first (optionally only one request's rows)."""
+    def recent(
+        self,
+        limit: int = 100,
+        request_id: str | None = None,
+        client_request_id: str | None = None,
+    ) -> list[AuditRecord]:
+        """Newest first (optionally only the rows of one request, by the gateway's id or
+        by the ``X-Request-ID`` the client sent)."""
         query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
         if request_id is not None:
             query = query.where(AuditRow.request_id == request_id)
+        if client_request_id is not None:
+            query = query.where(AuditRow.client_request_id == client_request_id)
         return self._records(query)
 
     def queue(self, status: str = "pending", limit: int = 50) -> list[AuditRecord]:

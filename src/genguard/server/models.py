@@ -50,6 +50,9 @@ class AuditRow(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(String(64), index=True)
+    #: The client's own ``X-Request-ID`` (8-64 safe characters) when it sent one, so a
+    #: decision can be found from the id in the client's logs.
+    client_request_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True
     )

@@ -43,6 +43,8 @@ class Caller:
     key_name: str
     policy: str
     request_id: str
+    #: The client's ``X-Request-ID``, when it sent a well-formed one.
+    client_request_id: str | None = None
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -83,6 +85,7 @@ class Pipeline:
         data = text.encode("utf-8", "surrogatepass")
         return AuditEntry(
             request_id=caller.request_id,
+            client_request_id=caller.client_request_id,
             key_name=caller.key_name,
             route=route,
             decision=decision,
@@ -97,6 +100,7 @@ class Pipeline:
         """The audit row of a checked upload: hashes, and the bytes only when content is kept."""
         return AuditEntry(
             request_id=caller.request_id,
+            client_request_id=caller.client_request_id,
             key_name=caller.key_name,
             route=route,
             decision=decision,
@@ -200,6 +204,7 @@ class Pipeline:
             entries.append(
                 AuditEntry(
                     request_id=caller.request_id,
+                    client_request_id=caller.client_request_id,
                     key_name=caller.key_name,
                     route="generate",
                     decision=decision,
