@@ -17,7 +17,8 @@ from genguard.server.auth import Rate
 from genguard.server.clients import client_address
 from genguard.server.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, peek
 from genguard.server.review import COOKIE
-from genguard.server.sessions import SessionStore
+from genguard.server.sessions import SessionStore, StoredSessionStore
+from genguard.store import open_store
 from tests.server.conftest import NUDITY_LEVEL, Harness, auth, fake_guards, make_config, png
 
 ADMIN = "admin-token-for-auth-tests-0123456789"
@@ -219,7 +220,8 @@ def test_expired_session_shows_the_login_form(harness_factory) -> None:
     cookie = response.cookies[COOKIE]
     assert _logged_in(harness.client, cookie)
     sessions = harness.gateway.sessions
-    sessions.clock = lambda: time.monotonic() + 601
+    start = sessions.clock
+    sessions.clock = lambda: start() + 601
     assert not _logged_in(harness.client, cookie)
     assert len(sessions) == 0  # forgotten, not just refused
 
@@ -233,9 +235,16 @@ def test_changing_the_admin_token_logs_everyone_out(harness_factory, monkeypatch
     assert not _logged_in(harness.client, cookie)
 
 
-def test_live_sessions_are_bounded_oldest_first() -> None:
+@pytest.mark.parametrize("kept", ["in memory", "in the database"])
+def test_live_sessions_are_bounded_oldest_first(kept: str, tmp_path, request) -> None:
     now = [1000.0]
-    sessions = SessionStore(ttl_s=60, max_sessions=2, clock=lambda: now[0])
+    sessions: SessionStore | StoredSessionStore
+    if kept == "in memory":
+        sessions = SessionStore(ttl_s=60, max_sessions=2, clock=lambda: now[0])
+    else:
+        store = open_store(tmp_path / "sessions.db")
+        request.addfinalizer(store.close)
+        sessions = StoredSessionStore(store, ttl_s=60, max_sessions=2, clock=lambda: now[0])
     ids = [sessions.create(name, ADMIN)[0] for name in ("a", "b", "c")]
     assert sessions.get(ids[0], ADMIN) is None
     assert [getattr(sessions.get(i, ADMIN), "reviewer", None) for i in ids[1:]] == ["b", "c"]
@@ -243,6 +252,29 @@ def test_live_sessions_are_bounded_oldest_first() -> None:
     assert sessions.get(ids[2], ADMIN) is None
     now[0] += 61
     assert sessions.get(ids[1], ADMIN) is None and len(sessions) == 0
+
+
+def test_a_login_holds_on_every_gateway_process_sharing_the_database(
+    harness_factory, tmp_path
+) -> None:
+    """Two gateways on one database (two workers, two hosts): a login made on one opens
+    the review page on the other, and logging out on the other ends it on both; the
+    database holds no cookie value, only its hash."""
+    shared = {"data_dir": str(tmp_path / "shared")}
+    first = harness_factory(store=shared, review={"admin_token": ADMIN})
+    second = harness_factory(store=shared, review={"admin_token": ADMIN})
+    cookie = _login(first.client)
+    assert _logged_in(second.client, cookie)
+    files = (tmp_path / "shared").glob("genguard.db*")  # the database and its WAL
+    assert not any(cookie.encode() in path.read_bytes() for path in files)
+    page = second.client.get("/review", headers=_with_cookie(cookie)).text
+    csrf = CSRF.search(page).group(1)
+    out = second.client.post(
+        "/review/logout", data={"csrf": csrf}, headers=_with_cookie(cookie), follow_redirects=False
+    )
+    assert out.status_code == 303
+    assert not _logged_in(first.client, cookie)
+    assert len(first.gateway.sessions) == 0
 
 
 # -- CSRF and cookie flags ----------------------------------------------------------------

@@ -82,7 +82,7 @@ from genguard.server.services import (
     JobRunner,
     watermark_settings,
 )
-from genguard.server.sessions import SessionStore
+from genguard.server.sessions import StoredSessionStore
 from genguard.store import Store, open_store
 
 log = logging.getLogger("genguard.server")
@@ -112,8 +112,8 @@ class Gateway:
     runner: JobRunner
     pipeline: Pipeline
     metrics: GatewayMetrics
-    #: Review-page login sessions (in memory: see :mod:`genguard.server.sessions`).
-    sessions: SessionStore
+    #: Review-page login sessions, in the database (see :mod:`genguard.server.sessions`).
+    sessions: StoredSessionStore
     owns_store: bool = True
 
     def close(self) -> None:
@@ -187,7 +187,7 @@ def build_gateway(
         runner=JobRunner(server.workers, server.max_queue, server.request_timeout_s, metrics),
         pipeline=pipeline,
         metrics=metrics,
-        sessions=SessionStore(config.review.session_ttl_s, config.review.max_sessions),
+        sessions=StoredSessionStore(store, config.review.session_ttl_s, config.review.max_sessions),
         owns_store=owns_store,
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy import DateTime, Float, ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from genguard.store import Base
@@ -84,3 +84,20 @@ class StoredContentRow(Base):
     )
     media_type: Mapped[str] = mapped_column(String(64))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReviewSessionRow(Base):
+    """A review-page login (see :class:`genguard.server.sessions.StoredSessionStore`).
+
+    Only hashes are kept: of the cookie's id (so a database read does not yield working
+    cookies) and of the admin token it was opened under; ``expires_at`` is wall-clock
+    seconds since the epoch, which every gateway process agrees on.
+    """
+
+    __tablename__ = "gateway_review_sessions"
+
+    id_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(100))
+    csrf: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
