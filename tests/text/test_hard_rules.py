@@ -123,6 +123,27 @@ def test_any_sexualisation_of_any_minor_cue_blocks(profile: str, analyser: Promp
     assert not any(misses.values()), _coverage(misses, cases)
 
 
+def _tag(phrase: str) -> str:
+    """A cue as a booru-style tag: article dropped, words joined by underscores."""
+    return phrase.removeprefix("a ").removeprefix("an ").replace(" ", "_")
+
+
+def test_tag_style_prompts_block_for_every_minor_cue(analyser: PromptAnalyser) -> None:
+    """``1girl, 7th_grade_girl, nude, highres``: front ends that take tag lists write
+    multi-word cues with underscores; no cue may hide behind them (a digit joined to a
+    tag by "_" once read as leetspeak: 7th_grade -> tth_grade)."""
+    guard = _guard("off", analyser)
+    misses: dict[str, list[str]] = defaultdict(list)
+    cases: dict[str, int] = defaultdict(int)
+    for kind, minors in MINOR_CUES.items():
+        for minor, sexual in product(minors, [s for v in SEXUAL_CUES.values() for s in v]):
+            text = f"1girl, {_tag(minor)}, {_tag(sexual)}, highres"
+            cases[kind] += 1
+            if guard.check_prompt(text).hard_rule != "sexual_minor":
+                misses[kind].append(text)
+    assert not any(misses.values()), _coverage(misses, cases)
+
+
 def test_every_template_shape_blocks(analyser: PromptAnalyser) -> None:
     guard = _guard("off", analyser)
     for template, minor in product(TEMPLATES, ["a 12 year old girl", "a preteen", "a loli"]):

@@ -73,6 +73,17 @@ def test_numbers_with_units_are_not_leet() -> None:
     assert norm.text == "4k 3d render, 1080p, 16yo, 35mm, 1990s"
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("7th_grade_girl", "7th_grade_girl"), ("16yo_model", "16yo_model"),
+     ("4k_wallpaper", "4k_wallpaper"), ("s3x_girl", "sex_girl"), ("nud3_pic", "nude_pic")],
+)  # fmt: skip
+def test_underscore_joined_tags_are_read_part_by_part(raw: str, expected: str) -> None:
+    """Each part of a tag keeps its own word rules: ordinals and ages are not leetspeak,
+    leetspeak in a neighbouring part still is."""
+    assert normalize(raw).text == expected
+
+
 def test_digits_stay_digits_in_the_base_view() -> None:
     norm = normalize("a 13 year old, sch00l")
     assert "13 year old" in norm.base

@@ -180,8 +180,11 @@ class AgeRules:
 
     def find(self, norm: Normalised) -> list[Match]:
         """``minor`` matches for stated ages under :data:`ADULT_AGE`, ``adult`` ones for
-        the others ("a 30 year old woman": evidence against weak youth cues)."""
-        base = norm.base
+        the others ("a 30 year old woman": evidence against weak youth cues).
+
+        Underscores read as spaces (one character for one, so spans stay valid): tag-style
+        prompts write ages as ``12_year_old`` or ``aged_11``."""
+        base = norm.base.replace("_", " ")
         # Cheap gate: a number word, a digit or a CJK numeral must be present.
         has_words = not self._hint_words.isdisjoint(_WORDS_RE.findall(base))
         cjk = not base.isascii() and any(c in _CJK_NUMERALS for c in base)

@@ -114,6 +114,7 @@ _UNIT_WORD_RE = re.compile(r"\d+(?:k|d|p|s|x|th|st|nd|rd|yo|y/o|mm|cm|px|fps|am|
 _SEP_CHAR_RE = re.compile(_SEP)
 #: A letter then only digits is a code or rating, not leetspeak: r18, v12, a4, x86.
 _CODE_WORD_RE = re.compile(r"[a-z]\d{2,}")
+_HAS_LETTER_RE = re.compile(r"[a-z]")
 _ASCII_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -437,13 +438,19 @@ def _read_leet(text: str, counts: _Counts) -> str:
     if _LEET_PRESENT_RE.search(text) is None:
         return text
 
-    def repl(m: re.Match[str]) -> str:
-        word = m.group()
-        if word.isdigit() or _UNIT_WORD_RE.fullmatch(word) or _CODE_WORD_RE.fullmatch(word):
-            return word
-        out = word.translate(_LEET_TABLE)
-        counts.leet += sum(1 for a, b in zip(word, out, strict=True) if a != b)
+    def read(part: str) -> str:
+        if not _HAS_LETTER_RE.search(part) or _UNIT_WORD_RE.fullmatch(part):
+            return part
+        if _CODE_WORD_RE.fullmatch(part):
+            return part
+        out = part.translate(_LEET_TABLE)
+        counts.leet += sum(1 for a, b in zip(part, out, strict=True) if a != b)
         return out
+
+    def repl(m: re.Match[str]) -> str:
+        # Tag-style prompts join words with "_" (7th_grade_girl, 16yo_model): each part
+        # gets the word rules of its own, so "7th" stays an ordinal and "16yo" an age.
+        return "_".join(read(part) for part in m.group().split("_"))
 
     return _LEET_WORD_RE.sub(repl, text)
 
