@@ -22,6 +22,10 @@ every decoder runs on the result. Then the copy and erase attacks:
 * crop = keep the central 90% of each side (81% of the area).
 * speed: embed + detect of one 1024x1024 image, single thread.
 
+``--heldout`` runs only the held-out check instead: other images (``heldout_set``) under
+edits written after the geometry search was tuned (``HELDOUT_ATTACKS``), never used to
+tune it.
+
 Run: ``python bench/watermark.py [--images 24] [--riva 8] [--unmarked 300]`` (needs
 ``pip install --no-deps invisible-watermark``; RivaGAN also needs onnxruntime and is slow
 on CPU, so it runs on the first ``--riva`` images per size only, ``--riva 0`` skips it).
