@@ -234,3 +234,26 @@ def test_mark_is_added_to_every_channel_and_clipped_exactly(shape: tuple[int, in
     mark = np.tile(np.rint(tile).astype(np.int32), reps)[: shape[0], : shape[1], None]
     expected = np.clip(rgb.astype(np.int32) + mark, 0, 255).astype(np.uint8)
     assert np.array_equal(wm._apply(rgb, tile), expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "side"),
+    [("astronaut", 300), ("coins", 300), ("grass", 340), ("grass", 384), ("gravel", 340),
+     ("gravel", 384)],
+)  # fmt: skip
+def test_images_smaller_than_the_field_read_back_unedited(name: str, side: int) -> None:
+    """A 300-384 px image holds only a window of the 512 px field, whose spectrum leaks
+    between coefficients; the closed loop reads the marked image as the detector will and
+    strengthens what reads weakly. Over 8 payloads, one pass found these 1, 6, 0, 2, 0
+    and 4 times; the loop finds all 8 each."""
+    img = photo(name)
+    h, w = img.shape[:2]
+    scale = side / min(h, w)
+    size = (max(side, round(w * scale)), max(side, round(h * scale)))
+    big = cv2.resize(np.ascontiguousarray(img), size, interpolation=cv2.INTER_AREA)
+    top, left = (size[1] - side) // 2, (size[0] - side) // 2
+    small = np.ascontiguousarray(big[top : top + side, left : left + side])
+    marked = wm.embed_watermark(small, 0x1234ABCD, key=KEY)
+    result = wm.detect_watermark(marked, key=KEY, search_scale=False)
+    assert result.found and result.payload == 0x1234ABCD, result
+    assert psnr(small, marked) > 40.0
