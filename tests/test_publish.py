@@ -110,3 +110,27 @@ def test_publishing_many_frames_under_one_decision_notes_the_mark_once() -> None
     for _ in range(3):  # e.g. the frames of a video segment
         assert guard.publish(image, decision).watermarked
     assert decision.notes.count("watermark embedded: payload 0x00000005") == 1
+
+
+def test_a_small_image_whose_mark_does_not_read_back_is_not_called_watermarked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under 512 px the mark is read back once; a miss is a note, never a false claim."""
+    import genguard.provenance.watermark as wm
+
+    guard = guard_with([], watermark=WatermarkSettings(payload=7))
+    small = load_image(noisy(size=(300, 300)))
+    good = guard.publish(small, guard.check_image(small))
+    assert good.watermarked and wm.detect_watermark(good.pixels).payload == 7
+
+    def never_found(*_args: object, **_kwargs: object) -> wm.WatermarkResult:
+        return wm.WatermarkResult(False, None, 0.0, reason="payload failed error check")
+
+    monkeypatch.setattr(wm, "detect_watermark", never_found)
+    decision = guard.check_image(small)
+    missed = guard.publish(small, decision)
+    assert missed.watermarked is False
+    assert "does not read back on this 300x300 image" in (missed.note or "")
+    assert any("does not read back" in note for note in decision.notes)
+    large = load_image(noisy(size=(640, 512)))  # not re-read: claimed as embedded
+    assert guard.publish(large, guard.check_image(large)).watermarked

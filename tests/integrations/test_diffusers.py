@@ -287,18 +287,23 @@ def test_latents_and_embeddings_are_refused(pipe: Any) -> None:
         guarded(prompt_embeds=torch.zeros((1, 77, 32)), **CALL)
 
 
+#: A mark strong enough to read back on the tiny pipeline's 256 px of noise.
+STRONG = 6.0
+
+
 @pytest.mark.parametrize("way", ["checker", "guard_pipeline"])
 def test_shown_images_are_watermarked(pipe: Any, way: str) -> None:
     """The shown image is Guard.publish's marked pixels (to 8-bit rounding).
 
-    (The tiny pipeline paints noise, in which the mark is embedded but cannot be read
-    back at the default strength, so this compares pixels rather than reading the mark.)
+    (The tiny pipeline paints 256 px of noise, in which a mark of the default strength
+    does not read back, and an image under 512 px is only called watermarked when its
+    mark reads back; so these use a stronger mark, and the next test the default one.)
     """
     from genguard.actions.publish import WatermarkSettings
     from genguard.provenance.watermark import embed_watermark
 
     reference = np.asarray(_run(pipe, height=256, width=256).images[0])  # the mark needs 256 px
-    guard = _guard(None, watermark=WatermarkSettings(0x5AFE))
+    guard = _guard(None, watermark=WatermarkSettings(0x5AFE, strength=STRONG))
     if way == "checker":
         checker = install_safety_checker(pipe, guard)
     else:
@@ -309,10 +314,25 @@ def test_shown_images_are_watermarked(pipe: Any, way: str) -> None:
     assert "watermark embedded: payload 0x00005afe" in decisions[0].notes
     shown = np.asarray(out.images[0]).astype(int)
     assert not np.array_equal(shown, reference)
-    assert np.abs(shown - embed_watermark(reference, 0x5AFE).astype(int)).max() <= 1
+    marked = embed_watermark(reference, 0x5AFE, strength=STRONG)
+    assert np.abs(shown - marked.astype(int)).max() <= 1
 
 
 # -- SDXL layout: no checker slot, two text encoders ---------------------------------------
+
+
+def test_a_mark_that_does_not_read_back_is_not_claimed(pipe: Any) -> None:
+    """256 px of painted noise: the mark cannot be read back, so the decision says so and
+    the shown image is the pipeline's own (no watermark claimed, no 8-bit round trip)."""
+    from genguard.actions.publish import WatermarkSettings
+
+    reference = np.asarray(_run(pipe, height=256, width=256).images[0])
+    guard = _guard(None, watermark=WatermarkSettings(0x5AFE))
+    checker = install_safety_checker(pipe, guard)
+    out = _run(pipe, height=256, width=256)
+    notes = checker.last_decisions[0].notes
+    assert any("does not read back on this 256x256 image" in note for note in notes), notes
+    assert np.array_equal(np.asarray(out.images[0]), reference)
 
 
 @pytest.fixture(scope="module")

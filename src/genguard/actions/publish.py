@@ -88,8 +88,19 @@ def publish(
 
 
 def _embed(published: Published, settings: WatermarkSettings) -> None:
-    """Embed in place; an image too small to carry the mark is noted, not failed."""
-    from genguard.provenance.watermark import WatermarkError, embed_watermark
+    """Embed in place; an image too small to carry the mark is noted, not failed.
+
+    Images under the field's 512 px on a side hold only part of it, and a few busy ones
+    (grass at 300 px) do not read back even unedited; those are read once after embedding
+    (a few ms at that size) so ``watermarked`` never claims a mark the detector cannot
+    find. Larger images read back in every measured case, and are not re-read.
+    """
+    from genguard.provenance.watermark import (
+        FIELD,
+        WatermarkError,
+        detect_watermark,
+        embed_watermark,
+    )
 
     options: dict[str, Any] = {}
     if settings.key is not None:
@@ -101,6 +112,15 @@ def _embed(published: Published, settings: WatermarkSettings) -> None:
     except WatermarkError as exc:
         published.note = f"not watermarked: {exc}"
         return
+    if min(published.pixels.shape[:2]) < FIELD:
+        check = detect_watermark(published.pixels, key=settings.key, search_scale=False)
+        if not (check.found and check.payload == settings.payload):
+            height, width = published.pixels.shape[:2]
+            published.note = (
+                f"not watermarked: the mark does not read back on this {width}x{height} "
+                "image (too small or too busy to carry it)"
+            )
+            return
     published.watermarked = True
 
 
