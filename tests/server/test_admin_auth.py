@@ -17,7 +17,7 @@ from genguard.server.auth import Rate
 from genguard.server.clients import client_address
 from genguard.server.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter, peek
 from genguard.server.review import COOKIE
-from genguard.server.sessions import SessionStore, StoredSessionStore
+from genguard.server.sessions import StoredSessionStore
 from genguard.store import open_store
 from tests.server.conftest import NUDITY_LEVEL, Harness, auth, fake_guards, make_config, png
 
@@ -235,16 +235,11 @@ def test_changing_the_admin_token_logs_everyone_out(harness_factory, monkeypatch
     assert not _logged_in(harness.client, cookie)
 
 
-@pytest.mark.parametrize("kept", ["in memory", "in the database"])
-def test_live_sessions_are_bounded_oldest_first(kept: str, tmp_path, request) -> None:
+def test_live_sessions_are_bounded_oldest_first(tmp_path, request) -> None:
     now = [1000.0]
-    sessions: SessionStore | StoredSessionStore
-    if kept == "in memory":
-        sessions = SessionStore(ttl_s=60, max_sessions=2, clock=lambda: now[0])
-    else:
-        store = open_store(tmp_path / "sessions.db")
-        request.addfinalizer(store.close)
-        sessions = StoredSessionStore(store, ttl_s=60, max_sessions=2, clock=lambda: now[0])
+    store = open_store(tmp_path / "sessions.db")
+    request.addfinalizer(store.close)
+    sessions = StoredSessionStore(store, ttl_s=60, max_sessions=2, clock=lambda: now[0])
     ids = [sessions.create(name, ADMIN)[0] for name in ("a", "b", "c")]
     assert sessions.get(ids[0], ADMIN) is None
     assert [getattr(sessions.get(i, ADMIN), "reviewer", None) for i in ids[1:]] == ["b", "c"]

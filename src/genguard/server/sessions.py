@@ -7,8 +7,7 @@ the admin token it was opened under: changing the token logs everyone out. Sessi
 bounded, the oldest going first.
 
 The gateway keeps them in its database (:class:`StoredSessionStore`), so every process
-sharing the database knows every login and a restart logs nobody out;
-:class:`SessionStore` is the in-memory variant (one process, no database round trip).
+sharing the database knows every login and a restart logs nobody out.
 """
 
 from __future__ import annotations
@@ -16,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,7 +24,7 @@ from sqlalchemy import delete, func, select
 from genguard.server.models import ReviewSessionRow
 from genguard.store import Store
 
-#: Live sessions kept by default (an upper bound on memory, not a reviewer quota).
+#: Live sessions kept by default (an upper bound on rows, not a reviewer quota).
 DEFAULT_MAX_SESSIONS = 1000
 
 
@@ -37,7 +34,7 @@ def _digest(value: str) -> bytes:
 
 @dataclass(frozen=True)
 class Session:
-    """One login: who, the token its forms must carry, and until when (monotonic s)."""
+    """One login: who, the token its forms must carry, and until when (epoch s)."""
 
     reviewer: str
     csrf: str
@@ -45,76 +42,11 @@ class Session:
     token_hash: bytes
 
 
-class SessionStore:
-    """Sessions by (a hash of) their id: lookups never compare secrets byte by byte."""
-
-    def __init__(
-        self,
-        ttl_s: float,
-        max_sessions: int = DEFAULT_MAX_SESSIONS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.ttl_s = ttl_s
-        self.max_sessions = max_sessions
-        #: Seconds, monotonic; replaceable so tests can move time forward.
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._sessions: OrderedDict[bytes, Session] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def create(self, reviewer: str, admin_token: str) -> tuple[str, Session]:
-        """Open a session; returns the id for the cookie (kept nowhere else) and its data."""
-        session_id = secrets.token_urlsafe(32)
-        session = Session(
-            reviewer=reviewer,
-            csrf=secrets.token_hex(32),
-            expires_at=self.clock() + self.ttl_s,
-            token_hash=_digest(admin_token),
-        )
-        with self._lock:
-            self._drop_expired()
-            while len(self._sessions) >= self.max_sessions:
-                self._sessions.popitem(last=False)  # the oldest login goes first
-            self._sessions[_digest(session_id)] = session
-        return session_id, session
-
-    def get(self, session_id: str, admin_token: str) -> Session | None:
-        """The live session with this id under this token, or None (and forget a dead one)."""
-        if not session_id:
-            return None
-        key = _digest(session_id)
-        with self._lock:
-            session = self._sessions.get(key)
-            if session is None:
-                return None
-            stale = not hmac.compare_digest(session.token_hash, _digest(admin_token))
-            if stale or session.expires_at <= self.clock():
-                del self._sessions[key]
-                return None
-            return session
-
-    def revoke(self, session_id: str) -> None:
-        """End a session (logout): its cookie no longer works, even if replayed."""
-        with self._lock:
-            self._sessions.pop(_digest(session_id), None)
-
-    def _drop_expired(self) -> None:
-        # Every session has the same lifetime, so insertion order is expiry order.
-        now = self.clock()
-        while self._sessions:
-            oldest = next(iter(self._sessions.values()))
-            if oldest.expires_at > now:
-                break
-            self._sessions.popitem(last=False)
-
-
 class StoredSessionStore:
-    """The same sessions, kept in genguard's database, so every gateway process sharing
-    the database (several workers, several hosts) knows every login, and a restart does
-    not log anyone out. Times are wall-clock seconds (processes share no monotonic clock);
-    only hashes of the ids are stored. Database faults raise StoreUnavailable (a 503).
+    """Sessions kept in genguard's database, so every gateway process sharing it (several
+    workers, several hosts) knows every login, and a restart logs nobody out. Times are
+    wall-clock seconds (processes share no monotonic clock); only hashes of the ids are
+    stored. Database faults raise StoreUnavailable (a 503).
     """
 
     def __init__(
